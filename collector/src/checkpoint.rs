@@ -1,0 +1,358 @@
+//! Durable collector state: identity, acknowledged position, and the send journal.
+//!
+//! On disk, in `state_dir`:
+//! * `state.json`, replaced atomically (temp file, fsync, rename, fsync of the directory):
+//!   `{"version":1,"collector_id":"<uuid>","acked_sequence":N,
+//!     "files":[{"dev":D,"ino":I,"path":"...","offset":O}]}`. `offset` is where the acked
+//!   prefix of that file ends: everything before it is durable on the server.
+//! * `inflight.log`, append-only JSON lines, one per batch, written before the batch is
+//!   first sent: `{"sequence":N,"ranges":[{"dev":D,"ino":I,"path":"...","start":S,"end":E}]}`.
+//!   Re-reading those ranges rebuilds the batch event for event. It is not fsynced (a killed
+//!   process keeps the page cache); losing it on power loss is caught by the handshake.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the checkpoint file inside the state directory.
+pub const STATE_FILE: &str = "state.json";
+/// Name of the send journal inside the state directory.
+pub const JOURNAL_FILE: &str = "inflight.log";
+const STATE_VERSION: u32 = 1;
+
+/// Stable identity of a tailed file. Device and inode for now; a content fingerprint can be
+/// added as another field without changing how keys are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FileKey {
+    /// `st_dev` of the file.
+    pub dev: u64,
+    /// `st_ino` of the file.
+    pub ino: u64,
+}
+
+impl fmt::Display for FileKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.dev, self.ino)
+    }
+}
+
+/// Checkpointed position of one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileState {
+    /// Which file.
+    #[serde(flatten)]
+    pub key: FileKey,
+    /// Where it was last seen.
+    pub path: PathBuf,
+    /// End of the acknowledged prefix.
+    pub offset: u64,
+}
+
+/// A byte range of a file that a batch's events were read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRange {
+    /// Which file.
+    #[serde(flatten)]
+    pub key: FileKey,
+    /// Its path when the batch was built.
+    pub path: PathBuf,
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+/// One send-journal record: a batch and the ranges its events came from, in event order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalRecord {
+    /// The batch's sequence number.
+    pub sequence: u64,
+    /// Where its events came from.
+    pub ranges: Vec<FileRange>,
+}
+
+/// The checkpoint proper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// This collector's identity, generated once.
+    pub collector_id: String,
+    /// Highest sequence whose batch and all before it are acknowledged.
+    pub acked_sequence: u64,
+    /// Acknowledged offsets by file.
+    pub files: BTreeMap<FileKey, FileState>,
+}
+
+impl State {
+    /// A brand-new identity that has shipped nothing.
+    pub fn fresh() -> Self {
+        Self {
+            collector_id: uuid::Uuid::new_v4().to_string(),
+            acked_sequence: 0,
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// Serialized form of the state file.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, CheckpointError> {
+        let file = StateFile {
+            version: STATE_VERSION,
+            collector_id: self.collector_id.clone(),
+            acked_sequence: self.acked_sequence,
+            files: self.files.values().cloned().collect(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&file)?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let file: StateFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if file.version != STATE_VERSION {
+            return Err(format!("unsupported state version {}", file.version));
+        }
+        if uuid::Uuid::parse_str(&file.collector_id).is_err() {
+            return Err(format!(
+                "collector_id {:?} is not a UUID",
+                file.collector_id
+            ));
+        }
+        Ok(Self {
+            collector_id: file.collector_id,
+            acked_sequence: file.acked_sequence,
+            files: file.files.into_iter().map(|f| (f.key, f)).collect(),
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    version: u32,
+    collector_id: String,
+    acked_sequence: u64,
+    files: Vec<FileState>,
+}
+
+/// Why the state directory could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// A file system operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// State could not be serialized (not expected to happen).
+    #[error("cannot encode collector state: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CheckpointError {
+    let path = path.to_owned();
+    move |source| CheckpointError::Io { op, path, source }
+}
+
+/// What [`StateDir::open`] found.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The checkpoint (fresh if there was none or it was unusable).
+    pub state: State,
+    /// Journal records of batches not yet covered by `acked_sequence`, in sequence order.
+    pub journal: Vec<JournalRecord>,
+    /// The state was created now (first start or a corrupt file).
+    pub fresh: bool,
+}
+
+/// The state directory with its journal open for appending.
+#[derive(Debug)]
+pub struct StateDir {
+    dir: PathBuf,
+    journal: File,
+    journal_len: u64,
+}
+
+impl StateDir {
+    /// Opens (creating if needed) the state directory and loads what it holds. A corrupt state
+    /// file is renamed aside and replaced by a fresh identity that re-reads every file from
+    /// the start; the journal then goes aside too, since it belongs to the old identity.
+    pub fn open(dir: &Path) -> Result<(Self, Loaded), CheckpointError> {
+        std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        let state_path = dir.join(STATE_FILE);
+        let journal_path = dir.join(JOURNAL_FILE);
+        let loaded = match std::fs::read(&state_path) {
+            Ok(bytes) => match State::from_bytes(&bytes) {
+                Ok(state) => Some(state),
+                Err(error) => {
+                    let aside = set_aside(&state_path)?;
+                    tracing::warn!(
+                        path = %state_path.display(), aside = %aside.display(), %error,
+                        "collector state is corrupt: starting over with a new collector id and \
+                         re-reading every log from the start (duplicates are likely)"
+                    );
+                    None
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(error) => {
+                let aside = set_aside(&state_path)?;
+                tracing::warn!(
+                    path = %state_path.display(), aside = %aside.display(), %error,
+                    "collector state is unreadable: starting over with a new collector id and \
+                     re-reading every log from the start (duplicates are likely)"
+                );
+                None
+            }
+        };
+        let fresh = loaded.is_none();
+        let state = loaded.unwrap_or_else(State::fresh);
+        let journal = if fresh {
+            if journal_path.exists() {
+                let aside = set_aside(&journal_path)?;
+                tracing::warn!(aside = %aside.display(), "set aside the send journal of an earlier collector id");
+            }
+            Vec::new()
+        } else {
+            read_journal(&journal_path, state.acked_sequence)?
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&journal_path)
+            .map_err(io_err("open", &journal_path))?;
+        let journal_len = file
+            .metadata()
+            .map_err(io_err("stat", &journal_path))?
+            .len();
+        let state_dir = Self {
+            dir: dir.to_owned(),
+            journal: file,
+            journal_len,
+        };
+        if fresh {
+            state_dir.save(&state)?;
+        }
+        Ok((
+            state_dir,
+            Loaded {
+                state,
+                journal,
+                fresh,
+            },
+        ))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Bytes currently in the journal.
+    pub fn journal_len(&self) -> u64 {
+        self.journal_len
+    }
+
+    /// Saves the checkpoint atomically and durably.
+    pub fn save(&self, state: &State) -> Result<(), CheckpointError> {
+        write_atomic(&self.dir, STATE_FILE, &state.to_bytes()?)
+    }
+
+    /// Appends a record; called before the batch is first sent.
+    pub fn append(&mut self, record: &JournalRecord) -> Result<(), CheckpointError> {
+        let path = self.dir.join(JOURNAL_FILE);
+        let mut line = serde_json::to_vec(record)?;
+        line.push(b'\n');
+        self.journal
+            .write_all(&line)
+            .map_err(io_err("append to", &path))?;
+        self.journal_len += line.len() as u64;
+        Ok(())
+    }
+
+    /// Replaces the journal by `records` (all batches still unacknowledged). Call only after
+    /// the state covering every dropped record has been saved.
+    pub fn compact(&mut self, records: &[JournalRecord]) -> Result<(), CheckpointError> {
+        let path = self.dir.join(JOURNAL_FILE);
+        if records.is_empty() {
+            self.journal.set_len(0).map_err(io_err("truncate", &path))?;
+            self.journal_len = 0;
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        for record in records {
+            bytes.extend_from_slice(&serde_json::to_vec(record)?);
+            bytes.push(b'\n');
+        }
+        write_atomic(&self.dir, JOURNAL_FILE, &bytes)?;
+        self.journal = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_err("reopen", &path))?;
+        self.journal_len = bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// Reads the journal, keeping records above `acked` in sequence order. A torn or garbled
+/// line is skipped with a warning: the handshake catches anything that was really sent.
+fn read_journal(path: &Path, acked: u64) -> Result<Vec<JournalRecord>, CheckpointError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("read", path)(e)),
+    };
+    let mut records = BTreeMap::new();
+    for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<JournalRecord>(line) {
+            Ok(record) if record.sequence > acked => {
+                records.insert(record.sequence, record);
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(
+                path = %path.display(), line = number + 1, %error,
+                "skipping unreadable send journal record"
+            ),
+        }
+    }
+    Ok(records.into_values().collect())
+}
+
+/// Renames `path` to `<path>.corrupt-<unix seconds>`.
+fn set_aside(path: &Path) -> Result<PathBuf, CheckpointError> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".corrupt-{secs}"));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(path, &aside).map_err(io_err("rename aside", path))?;
+    Ok(aside)
+}
+
+/// Writes `dir/name` atomically: temp file, fsync, rename, fsync the directory.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let target = dir.join(name);
+    let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
+    file.write_all(bytes).map_err(io_err("write", &tmp))?;
+    file.sync_all().map_err(io_err("fsync", &tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, &target).map_err(io_err("rename", &tmp))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,178 @@
+//! Tests for the state directory: atomic saves, corrupt files, the send journal.
+
+use super::*;
+
+fn key(ino: u64) -> FileKey {
+    FileKey { dev: 7, ino }
+}
+
+fn record(sequence: u64, ino: u64, start: u64, end: u64) -> JournalRecord {
+    JournalRecord {
+        sequence,
+        ranges: vec![FileRange {
+            key: key(ino),
+            path: PathBuf::from(format!("/d/c{ino}/c{ino}-json.log")),
+            start,
+            end,
+        }],
+    }
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn first_open_creates_and_persists_an_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("nested/state");
+    let (_, first) = StateDir::open(&dir).unwrap();
+    assert!(first.fresh);
+    assert_eq!(first.state.acked_sequence, 0);
+    assert!(uuid::Uuid::parse_str(&first.state.collector_id).is_ok());
+    let (_, second) = StateDir::open(&dir).unwrap();
+    assert!(!second.fresh);
+    assert_eq!(second.state.collector_id, first.state.collector_id);
+}
+
+#[test]
+fn save_and_load_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (state_dir, loaded) = StateDir::open(tmp.path()).unwrap();
+    let mut state = loaded.state;
+    state.acked_sequence = 41;
+    for (ino, offset) in [(3, 100), (1, 5)] {
+        state.files.insert(
+            key(ino),
+            FileState {
+                key: key(ino),
+                path: PathBuf::from(format!("/d/c{ino}/c{ino}-json.log")),
+                offset,
+            },
+        );
+    }
+    state_dir.save(&state).unwrap();
+    assert_eq!(
+        entries(tmp.path()),
+        [JOURNAL_FILE, STATE_FILE],
+        "no temp file left"
+    );
+
+    let (_, reloaded) = StateDir::open(tmp.path()).unwrap();
+    assert_eq!(reloaded.state, state);
+
+    // The documented on-disk shape.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join(STATE_FILE)).unwrap()).unwrap();
+    assert_eq!(json["version"], 1);
+    assert_eq!(json["acked_sequence"], 41);
+    assert_eq!(json["files"][0]["dev"], 7);
+    assert_eq!(json["files"][0]["ino"], 1);
+    assert_eq!(json["files"][0]["offset"], 5);
+    assert_eq!(json["files"][0]["path"], "/d/c1/c1-json.log");
+}
+
+#[test]
+fn corrupt_or_unusable_state_is_set_aside() {
+    let cases: &[&[u8]] = &[
+        b"{not json",
+        b"",
+        br#"{"version":2,"collector_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","acked_sequence":1,"files":[]}"#,
+        br#"{"version":1,"collector_id":"abc","acked_sequence":1,"files":[]}"#,
+        br#"{"version":1,"collector_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","acked_sequence":-1,"files":[]}"#,
+    ];
+    for garbage in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(STATE_FILE), garbage).unwrap();
+        std::fs::write(
+            tmp.path().join(JOURNAL_FILE),
+            b"{\"sequence\":5,\"ranges\":[]}\n",
+        )
+        .unwrap();
+
+        let (_, loaded) = StateDir::open(tmp.path()).unwrap();
+        assert!(loaded.fresh, "{}", String::from_utf8_lossy(garbage));
+        assert_eq!(loaded.state.acked_sequence, 0);
+        assert!(loaded.state.files.is_empty(), "must re-read from the start");
+        assert!(
+            loaded.journal.is_empty(),
+            "the old identity's journal is not replayed"
+        );
+
+        let names = entries(tmp.path());
+        let aside: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with(&format!("{STATE_FILE}.corrupt-")))
+            .collect();
+        assert_eq!(aside.len(), 1, "{names:?}");
+        assert_eq!(std::fs::read(tmp.path().join(aside[0])).unwrap(), *garbage);
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with(&format!("{JOURNAL_FILE}.corrupt-")))
+        );
+
+        // The replacement is valid and kept.
+        let (_, again) = StateDir::open(tmp.path()).unwrap();
+        assert!(!again.fresh);
+        assert_eq!(again.state.collector_id, loaded.state.collector_id);
+    }
+}
+
+#[test]
+fn journal_keeps_unacked_records_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut state_dir, loaded) = StateDir::open(tmp.path()).unwrap();
+    let mut state = loaded.state;
+    for r in [
+        record(1, 1, 0, 10),
+        record(2, 2, 0, 20),
+        record(3, 1, 10, 30),
+    ] {
+        state_dir.append(&r).unwrap();
+    }
+    state.acked_sequence = 1;
+    state_dir.save(&state).unwrap();
+    // A torn last record (the process died mid-write) is skipped.
+    OpenOptions::new()
+        .append(true)
+        .open(tmp.path().join(JOURNAL_FILE))
+        .unwrap()
+        .write_all(b"{\"sequence\":4,\"ran")
+        .unwrap();
+    drop(state_dir);
+
+    let (mut state_dir, loaded) = StateDir::open(tmp.path()).unwrap();
+    assert_eq!(loaded.journal, [record(2, 2, 0, 20), record(3, 1, 10, 30)]);
+
+    state_dir.compact(&[record(3, 1, 10, 30)]).unwrap();
+    state_dir.append(&record(4, 2, 20, 25)).unwrap();
+    let (mut state_dir, loaded) = StateDir::open(tmp.path()).unwrap();
+    assert_eq!(loaded.journal, [record(3, 1, 10, 30), record(4, 2, 20, 25)]);
+
+    state_dir.compact(&[]).unwrap();
+    assert_eq!(state_dir.journal_len(), 0);
+    assert_eq!(
+        std::fs::metadata(tmp.path().join(JOURNAL_FILE))
+            .unwrap()
+            .len(),
+        0
+    );
+    state_dir.append(&record(5, 2, 25, 30)).unwrap();
+    let (_, loaded) = StateDir::open(tmp.path()).unwrap();
+    assert_eq!(loaded.journal, [record(5, 2, 25, 30)]);
+}
+
+#[test]
+fn journal_record_format() {
+    let line = serde_json::to_string(&record(9, 3, 4, 8)).unwrap();
+    assert_eq!(
+        line,
+        r#"{"sequence":9,"ranges":[{"dev":7,"ino":3,"path":"/d/c3/c3-json.log","start":4,"end":8}]}"#
+    );
+}

@@ -1,0 +1,231 @@
+//! The collector's configuration: every setting, its default, and a pure validation.
+//!
+//! The same struct is read from the TOML config file (`#[serde(deny_unknown_fields)]`, every
+//! key optional) and filled in from flags and environment by [`crate::cli`]. The server embeds
+//! the collector in its all-in-one mode and builds a `Config` directly.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Default gRPC address of the logward server.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7420";
+/// Default directory Docker keeps its containers (and their json-file logs) in.
+pub const DEFAULT_DOCKER_DIR: &str = "/var/lib/docker/containers";
+/// Default directory the collector keeps its checkpoint and send journal in.
+pub const DEFAULT_STATE_DIR: &str = "./logward-collector-state";
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+
+/// The largest batch we allow ourselves to build: tonic's default receive limit is 4 MiB,
+/// and a batch may overshoot `batch_max_bytes` by at most one event's metadata.
+pub const MAX_BATCH_BYTES: usize = 3 * MIB;
+
+/// Everything the collector needs to run.
+///
+/// Memory is bounded by `(max_in_flight + 1) * batch_max_bytes` for batches (the window plus
+/// the batch being filled) plus, per tailed file, one read buffer of at most
+/// `2 * max_event_bytes` and one pending partial-line event of at most `max_event_bytes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// gRPC address of the logward server (`http://` or `https://`).
+    pub server: String,
+    /// Directory holding Docker's `<id>/<id>-json.log` and `<id>/config.v2.json` files.
+    pub docker_dir: PathBuf,
+    /// Do not collect Docker container logs.
+    pub no_docker: bool,
+    /// Do not collect the systemd journal (the journald source is not built yet).
+    pub no_journald: bool,
+    /// Directory for the collector's identity, checkpoint and send journal.
+    pub state_dir: PathBuf,
+    /// Host name stamped on every event.
+    pub hostname: String,
+    /// A batch is cut once it holds this many events.
+    pub batch_max_events: usize,
+    /// A batch is cut before its encoded size would exceed this many bytes.
+    pub batch_max_bytes: usize,
+    /// A non-empty batch is cut at the latest this many milliseconds after its first event.
+    pub batch_linger_ms: u64,
+    /// How many batches may be sent and not yet acknowledged; reading stops while it is full.
+    pub max_in_flight: usize,
+    /// How often (milliseconds) the Docker directory is scanned and files are read.
+    pub poll_interval_ms: u64,
+    /// Longest event message in bytes; longer lines keep their head and are flagged
+    /// with the field `logward.truncated`.
+    pub max_event_bytes: usize,
+    /// On shutdown, how long (milliseconds) to wait for acks of batches in flight.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: DEFAULT_SERVER.to_owned(),
+            docker_dir: PathBuf::from(DEFAULT_DOCKER_DIR),
+            no_docker: false,
+            no_journald: false,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            hostname: machine_hostname(),
+            batch_max_events: 1000,
+            batch_max_bytes: MIB,
+            batch_linger_ms: 100,
+            max_in_flight: 8,
+            poll_interval_ms: 250,
+            max_event_bytes: MIB,
+            shutdown_grace_ms: 5000,
+        }
+    }
+}
+
+/// The machine's host name, lossily converted to UTF-8.
+pub fn machine_hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// Why a [`Config`] was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting has a value the collector cannot work with.
+    #[error("invalid `{key}`: {reason}")]
+    Invalid {
+        /// The config key (same name as the flag, in snake_case).
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Checks every setting. Pure: touches neither the file system nor the network.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let uri: tonic::codegen::http::Uri = self
+            .server
+            .parse()
+            .map_err(|e| invalid("server", format!("{:?} is not a URL: {e}", self.server)))?;
+        match uri.scheme_str() {
+            Some("http" | "https") => {}
+            _ => {
+                return Err(invalid(
+                    "server",
+                    format!("{:?} must start with http:// or https://", self.server),
+                ));
+            }
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(invalid("server", format!("{:?} has no host", self.server)));
+        }
+        if !self.no_docker && self.docker_dir.as_os_str().is_empty() {
+            return Err(invalid("docker_dir", "must not be empty"));
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return Err(invalid("state_dir", "must not be empty"));
+        }
+        if self.hostname.trim().is_empty() {
+            return Err(invalid("hostname", "must not be empty"));
+        }
+        if self.batch_max_events == 0 {
+            return Err(invalid("batch_max_events", "must be at least 1"));
+        }
+        if !(KIB..=MAX_BATCH_BYTES).contains(&self.batch_max_bytes) {
+            return Err(invalid(
+                "batch_max_bytes",
+                format!("must be between {KIB} and {MAX_BATCH_BYTES}"),
+            ));
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > 1024 {
+            return Err(invalid("max_in_flight", "must be between 1 and 1024"));
+        }
+        if self.poll_interval_ms < 10 || self.poll_interval_ms > 60_000 {
+            return Err(invalid("poll_interval_ms", "must be between 10 and 60000"));
+        }
+        if self.batch_linger_ms > 60_000 {
+            return Err(invalid("batch_linger_ms", "must be at most 60000"));
+        }
+        if self.max_event_bytes < 256 || self.max_event_bytes > self.batch_max_bytes {
+            return Err(invalid(
+                "max_event_bytes",
+                format!(
+                    "must be between 256 and batch_max_bytes ({})",
+                    self.batch_max_bytes
+                ),
+            ));
+        }
+        if self.shutdown_grace_ms > 600_000 {
+            return Err(invalid("shutdown_grace_ms", "must be at most 600000"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::default();
+        assert_eq!(config.server, DEFAULT_SERVER);
+        assert_eq!(config.batch_max_events, 1000);
+        assert_eq!(config.batch_max_bytes, MIB);
+        assert_eq!(config.max_in_flight, 8);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config: Config = toml::from_str("").unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<Config>("servr = \"http://x:1\"").unwrap_err();
+        assert!(err.to_string().contains("servr"), "{err}");
+    }
+
+    #[test]
+    fn invalid_settings_name_their_key() {
+        type Case = (&'static str, fn(&mut Config));
+        let cases: &[Case] = &[
+            ("server", |c| c.server = "127.0.0.1:7420".into()),
+            ("server", |c| c.server = "ftp://host:1".into()),
+            ("server", |c| c.server = "not a url".into()),
+            ("hostname", |c| c.hostname = " ".into()),
+            ("batch_max_events", |c| c.batch_max_events = 0),
+            ("batch_max_bytes", |c| c.batch_max_bytes = 10),
+            ("batch_max_bytes", |c| c.batch_max_bytes = 64 * MIB),
+            ("max_in_flight", |c| c.max_in_flight = 0),
+            ("poll_interval_ms", |c| c.poll_interval_ms = 0),
+            ("max_event_bytes", |c| c.max_event_bytes = 2 * MIB),
+            ("state_dir", |c| c.state_dir = PathBuf::new()),
+            ("docker_dir", |c| c.docker_dir = PathBuf::new()),
+        ];
+        for (key, mutate) in cases {
+            let mut config = Config::default();
+            mutate(&mut config);
+            match config.validate() {
+                Err(ConfigError::Invalid { key: got, .. }) => assert_eq!(got, *key, "{config:?}"),
+                Ok(()) => panic!("expected {key} to be rejected: {config:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn docker_dir_may_be_empty_when_docker_is_off() {
+        let config = Config {
+            no_docker: true,
+            docker_dir: PathBuf::new(),
+            ..Config::default()
+        };
+        config.validate().unwrap();
+    }
+}

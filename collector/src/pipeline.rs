@@ -133,8 +133,10 @@ impl Pipeline {
             Some(docker) => docker.announce(),
             None => tracing::info!("docker source disabled by configuration"),
         }
-        if !self.config.no_journald {
-            tracing::info!("journald source not built yet");
+        if self.config.no_journald {
+            tracing::info!("journald source disabled by configuration");
+        } else {
+            tracing::info!("journald source not built yet: host journal not collected");
         }
     }
 

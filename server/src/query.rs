@@ -312,7 +312,15 @@ fn check_fields(ast: &UserInputAst) -> Result<(), QueryError> {
                 UserInputLeaf::Range { field, .. }
                 | UserInputLeaf::Set { field, .. }
                 | UserInputLeaf::Regex { field, .. } => field.as_deref(),
-                UserInputLeaf::Exists { field } => Some(field.as_str()),
+                UserInputLeaf::Exists { field } => {
+                    if matches!(field.as_str(), "message" | "id") {
+                        return Err(QueryError::Invalid(format!(
+                            "'{field}:*' is not supported: existence queries work on host, source, \
+                             stream, timestamp, received_at, container.* and fields.*"
+                        )));
+                    }
+                    Some(field.as_str())
+                }
                 UserInputLeaf::All => None,
             };
             match field {
@@ -501,6 +509,7 @@ mod tests {
             ("container.colour:red", "unknown field 'container.colour'"),
             ("_uid:1", "unknown field '_uid'"),
             ("fields.:x", "unknown field"),
+            ("message:*", "'message:*' is not supported"),
             ("(error", "syntax error"),
             ("timestamp:[yesterday TO now]", "invalid query"),
         ] {

@@ -312,6 +312,14 @@ impl WriterState {
                     }
                     return;
                 }
+                self.pending_docs += events.len();
+                self.pending_hw.insert(collector_id.clone(), sequence);
+                let info = AckInfo {
+                    sequence,
+                    duplicates: 0,
+                    high_water: sequence,
+                };
+                self.pending.push((reply, info));
                 for (index, event) in events.iter().enumerate() {
                     let id = event_id(&collector_id, sequence, index);
                     let meta = EventMeta {
@@ -319,25 +327,18 @@ impl WriterState {
                         uid: event_uid(&id),
                         received_at_nanos,
                     };
-                    if let Err(error) = self.writer.add_document(self.schema.document(event, &meta))
-                    {
-                        error!(%error, "indexing failed");
+                    let doc = self.schema.document(event, &meta);
+                    if let Err(error) = self.writer.add_document(doc) {
+                        self.fail_pending(format!("indexing failed: {error}"));
+                        return;
                     }
                 }
-                self.pending_docs += events.len();
-                self.pending_hw.insert(collector_id, sequence);
-                self.pending.push((
-                    reply,
-                    AckInfo {
-                        sequence,
-                        duplicates: 0,
-                        high_water: sequence,
-                    },
-                ));
             }
         }
     }
 
+    /// Commits what is pending with the high-water marks as payload, reloads the reader,
+    /// and answers every pending batch.
     fn commit(&mut self) {
         if self.pending.is_empty() {
             return;
@@ -347,44 +348,47 @@ impl WriterState {
             version: 1,
             collectors: self.pending_hw.clone(),
         };
-        let result = serde_json::to_string(&payload)
+        let committed = serde_json::to_string(&payload)
             .map_err(|e| e.to_string())
             .and_then(|text| {
                 let mut prepared = self.writer.prepare_commit().map_err(|e| e.to_string())?;
                 prepared.set_payload(&text);
                 prepared.commit().map_err(|e| e.to_string())
-            })
-            .and_then(|_| self.reader.reload().map_err(|e| e.to_string()));
+            });
+        if let Err(message) = committed {
+            self.fail_pending(format!("commit failed: {message}"));
+            return;
+        }
+        // Durable from here on: ack even if the reader cannot reload right now.
+        if let Err(error) = self.reader.reload() {
+            warn!(%error, "reader reload after commit failed; results may lag until the next commit");
+        }
         let pending = std::mem::take(&mut self.pending);
         let docs = std::mem::take(&mut self.pending_docs);
-        match result {
-            Ok(()) => {
-                self.committed = self.pending_hw.clone();
-                self.metrics.events_indexed.inc_by(docs as u64);
-                self.metrics.commits.inc();
-                self.metrics.set_store_error(None);
-                debug!(
-                    docs,
-                    batches = pending.len(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "committed"
-                );
-                for (reply, info) in pending {
-                    let _ = reply.send(Ok(info));
-                }
-            }
-            Err(message) => {
-                error!(error = %message, docs, "commit failed, batches not acked");
-                self.metrics.commit_failures.inc();
-                self.metrics.set_store_error(Some(message.clone()));
-                if let Err(error) = self.writer.rollback() {
-                    warn!(%error, "rollback after a failed commit failed");
-                }
-                self.pending_hw = self.committed.clone();
-                for (reply, _) in pending {
-                    let _ = reply.send(Err(StoreError::Commit(message.clone())));
-                }
-            }
+        self.committed = self.pending_hw.clone();
+        self.metrics.events_indexed.inc_by(docs as u64);
+        self.metrics.commits.inc();
+        self.metrics.set_store_error(None);
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        debug!(docs, batches = pending.len(), elapsed_ms, "committed");
+        for (reply, info) in pending {
+            let _ = reply.send(Ok(info));
+        }
+    }
+
+    /// Drops everything since the last commit and answers each pending batch with the
+    /// error: nothing of it is acked, so collectors resend it.
+    fn fail_pending(&mut self, message: String) {
+        error!(error = %message, docs = self.pending_docs, "store failure, pending batches not acked");
+        self.metrics.commit_failures.inc();
+        self.metrics.set_store_error(Some(message.clone()));
+        if let Err(error) = self.writer.rollback() {
+            warn!(%error, "rollback after a store failure failed");
+        }
+        self.pending_hw = self.committed.clone();
+        self.pending_docs = 0;
+        for (reply, _) in std::mem::take(&mut self.pending) {
+            let _ = reply.send(Err(StoreError::Commit(message.clone())));
         }
     }
 }

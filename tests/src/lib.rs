@@ -12,8 +12,11 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 /// Path of a workspace binary next to the test executable (`target/<profile>/<name>`).
-/// `LOGWARD_BIN_DIR` overrides the directory.
+/// `LOGWARD_BIN_DIR` overrides the directory. Under cargo, the binaries are brought up
+/// to date first, so `cargo test -p logward-e2e` never drives stale binaries.
 pub fn bin_path(name: &str) -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(build_binaries);
     let dir = match std::env::var_os("LOGWARD_BIN_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => {
@@ -32,6 +35,36 @@ pub fn bin_path(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Runs `cargo build` for the two binaries, in the profile of this test executable.
+fn build_binaries() {
+    if std::env::var_os("LOGWARD_BIN_DIR").is_some() {
+        return;
+    }
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return;
+    };
+    let exe = std::env::current_exe().expect("test executable path");
+    let release = exe.components().any(|c| c.as_os_str() == "release");
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "logward-server",
+        "-p",
+        "logward-collector",
+        "--bins",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("cargo build runs");
+    assert!(
+        status.success(),
+        "cargo build of the binaries failed: {status}"
+    );
 }
 
 /// A running binary whose stderr is collected line by line.

@@ -329,7 +329,7 @@ impl WriterState {
                     };
                     let doc = self.schema.document(event, &meta);
                     if let Err(error) = self.writer.add_document(doc) {
-                        self.fail_pending(format!("indexing failed: {error}"));
+                        self.fail_pending(&format!("indexing failed: {error}"));
                         return;
                     }
                 }
@@ -356,7 +356,7 @@ impl WriterState {
                 prepared.commit().map_err(|e| e.to_string())
             });
         if let Err(message) = committed {
-            self.fail_pending(format!("commit failed: {message}"));
+            self.fail_pending(&format!("commit failed: {message}"));
             return;
         }
         // Durable from here on: ack even if the reader cannot reload right now.
@@ -378,17 +378,17 @@ impl WriterState {
 
     /// Drops everything since the last commit and answers each pending batch with the
     /// error: nothing of it is acked, so collectors resend it.
-    fn fail_pending(&mut self, message: String) {
+    fn fail_pending(&mut self, message: &str) {
         error!(error = %message, docs = self.pending_docs, "store failure, pending batches not acked");
         self.metrics.commit_failures.inc();
-        self.metrics.set_store_error(Some(message.clone()));
+        self.metrics.set_store_error(Some(message.to_owned()));
         if let Err(error) = self.writer.rollback() {
             warn!(%error, "rollback after a store failure failed");
         }
         self.pending_hw = self.committed.clone();
         self.pending_docs = 0;
         for (reply, _) in std::mem::take(&mut self.pending) {
-            let _ = reply.send(Err(StoreError::Commit(message.clone())));
+            let _ = reply.send(Err(StoreError::Commit(message.to_owned())));
         }
     }
 }

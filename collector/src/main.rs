@@ -22,6 +22,8 @@ async fn real_main() -> anyhow::Result<()> {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
+        .with_ansi(color())
         .init();
     let args = Args::parse();
     let config = cli::load(&args)?;
@@ -52,4 +54,10 @@ async fn shutdown_signal() {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// Colour only on a terminal, and never with `NO_COLOR` set.
+fn color() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
 }

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond the Rust toolchain. Safe to run again.
-# Nothing is needed yet beyond cargo; later tests add Debian packages here
-# (systemd-journal-remote, an SMTP server), installed only when missing.
+# Installs the Debian packages the test suite uses beyond the Rust toolchain, only
+# those missing. Safe to run again. Needs root (or the packages already present).
+#   busybox-static  a static busybox, imported with `docker import` as the tiny test
+#                   image of the Docker engine tests (there is no registry to pull from)
 set -euo pipefail
+packages=(busybox-static)
 need=()
-for pkg in "$@"; do
+for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "missing packages: ${need[*]} (run as root, or install them)" >&2
+    echo "missing packages: ${need[*]} (run this as root, or install them)" >&2
     exit 1
   fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
-echo "test dependencies present"
+echo "test dependencies present: ${packages[*]}"

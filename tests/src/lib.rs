@@ -37,7 +37,10 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
-/// Runs `cargo build` for the two binaries, in the profile of this test executable.
+/// Builds the workspace's binaries in the profile of this test executable.
+/// `cargo test --no-run` resolves features exactly as the surrounding `cargo test
+/// --workspace` did, so there it is a no-op; after a narrower `cargo test -p
+/// logward-e2e` it brings the binaries up to date.
 fn build_binaries() {
     if std::env::var_os("LOGWARD_BIN_DIR").is_some() {
         return;
@@ -48,23 +51,12 @@ fn build_binaries() {
     let exe = std::env::current_exe().expect("test executable path");
     let release = exe.components().any(|c| c.as_os_str() == "release");
     let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "logward-server",
-        "-p",
-        "logward-collector",
-        "--bins",
-    ]);
+    cmd.args(["test", "--workspace", "--no-run", "--quiet"]);
     if release {
         cmd.arg("--release");
     }
-    let status = cmd.status().expect("cargo build runs");
-    assert!(
-        status.success(),
-        "cargo build of the binaries failed: {status}"
-    );
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "building the binaries failed: {status}");
 }
 
 /// A running binary whose stderr is collected line by line.

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite uses beyond the Rust toolchain, only
 # those missing. Safe to run again. Needs root (or the packages already present).
-#   busybox-static  a static busybox, imported with `docker import` as the tiny test
-#                   image of the Docker engine tests (there is no registry to pull from)
+#   busybox-static    a static busybox, imported with `docker import` as the tiny test
+#                     image of the Docker engine tests (there is no registry to pull from)
+#   python3-aiosmtpd  a real SMTP server on loopback for the alerting tests
 set -euo pipefail
-packages=(busybox-static)
+packages=(busybox-static python3-aiosmtpd)
 need=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

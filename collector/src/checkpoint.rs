@@ -3,11 +3,15 @@
 //! On disk, in `state_dir`:
 //! * `state.json`, replaced atomically (temp file, fsync, rename, fsync of the directory):
 //!   `{"version":1,"collector_id":"<uuid>","acked_sequence":N,
-//!     "files":[{"dev":D,"ino":I,"path":"...","offset":O}]}`. `offset` is where the acked
-//!   prefix of that file ends: everything before it is durable on the server.
+//!     "files":[{"dev":D,"ino":I,"fp":F,"path":"...","offset":O,"len":L}]}`. `offset` is where
+//!   the acked prefix of that file ends: everything before it is durable on the server; `len`
+//!   is the file's length when last seen, so that a file deleted before it was read to the end
+//!   is reported as a gap with an estimate of the bytes lost.
 //! * `inflight.log`, append-only JSON lines, one per batch, written before the batch is
-//!   first sent: `{"sequence":N,"ranges":[{"dev":D,"ino":I,"path":"...","start":S,"end":E}]}`.
-//!   Re-reading those ranges rebuilds the batch event for event. It is not fsynced (a killed
+//!   first sent: `{"sequence":N,"ranges":[{"dev":D,"ino":I,"fp":F,"path":"...","start":S,"end":E}],
+//!   "synthetic":["<hex>"]}`. Re-reading those ranges rebuilds the batch event for event; the
+//!   events the collector makes itself (posture, gap) are stored whole, protobuf in hex, and
+//!   come first in their batch. It is not fsynced (a killed
 //!   process keeps the page cache); losing it on power loss is caught by the handshake.
 
 use std::collections::BTreeMap;
@@ -22,21 +26,25 @@ use serde::{Deserialize, Serialize};
 pub const STATE_FILE: &str = "state.json";
 /// Name of the send journal inside the state directory.
 pub const JOURNAL_FILE: &str = "inflight.log";
-const STATE_VERSION: u32 = 1;
+const STATE_VERSION: u32 = 2;
 
-/// Stable identity of a tailed file. Device and inode for now; a content fingerprint can be
-/// added as another field without changing how keys are used.
+/// Stable identity of a tailed file: device and inode, plus a fingerprint of its first line
+/// (at most [`crate::docker::files::FP_BYTES`] bytes), so that an inode reused by a new file is
+/// a new file. A gzipped copy of a rotated file has the same fingerprint (it is computed over
+/// the decompressed bytes) and is found again by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FileKey {
     /// `st_dev` of the file.
     pub dev: u64,
     /// `st_ino` of the file.
     pub ino: u64,
+    /// CRC-32 of the file's first line (or first bytes).
+    pub fp: u32,
 }
 
 impl fmt::Display for FileKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.dev, self.ino)
+        write!(f, "{}:{}:{:08x}", self.dev, self.ino, self.fp)
     }
 }
 
@@ -50,6 +58,9 @@ pub struct FileState {
     pub path: PathBuf,
     /// End of the acknowledged prefix.
     pub offset: u64,
+    /// The file's length when last seen (for gap estimates).
+    #[serde(default)]
+    pub len: u64,
 }
 
 /// A byte range of a file that a batch's events were read from.
@@ -73,6 +84,10 @@ pub struct JournalRecord {
     pub sequence: u64,
     /// Where its events came from.
     pub ranges: Vec<FileRange>,
+    /// Events the collector made itself (posture, gap): protobuf-encoded, in hex. They come
+    /// first in the batch, before the events of `ranges`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub synthetic: Vec<String>,
 }
 
 /// The checkpoint proper.
@@ -169,6 +184,8 @@ pub struct Loaded {
     pub journal: Vec<JournalRecord>,
     /// The state was created now (first start or a corrupt file).
     pub fresh: bool,
+    /// There was no state file at all: the very first start (not a corrupt file).
+    pub first_start: bool,
 }
 
 /// The state directory with its journal open for appending.
@@ -187,6 +204,7 @@ impl StateDir {
         std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         let state_path = dir.join(STATE_FILE);
         let journal_path = dir.join(JOURNAL_FILE);
+        let mut first_start = false;
         let loaded = match std::fs::read(&state_path) {
             Ok(bytes) => match State::from_bytes(&bytes) {
                 Ok(state) => Some(state),
@@ -200,7 +218,10 @@ impl StateDir {
                     None
                 }
             },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                first_start = true;
+                None
+            }
             Err(error) => {
                 let aside = set_aside(&state_path)?;
                 tracing::warn!(
@@ -245,6 +266,7 @@ impl StateDir {
                 state,
                 journal,
                 fresh,
+                first_start,
             },
         ))
     }

@@ -59,6 +59,10 @@ pub struct Args {
     /// Host name stamped on every event [default: this machine's host name]
     #[arg(long, env = "LOGWARD_HOSTNAME", value_name = "NAME")]
     pub hostname: Option<String>,
+
+    /// Address of the collector's own /metrics and /healthz listener [default: off]
+    #[arg(long, env = "LOGWARD_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Builds the effective configuration: the file (if any), then environment and flags over it,
@@ -99,6 +103,9 @@ fn apply(mut config: Config, args: &Args) -> Config {
     if let Some(hostname) = &args.hostname {
         config.hostname.clone_from(hostname);
     }
+    if let Some(addr) = args.metrics_addr {
+        config.metrics_addr = Some(addr);
+    }
     config
 }
 
@@ -120,6 +127,9 @@ mod tests {
         assert_eq!(args.hostname.as_deref(), Some("box"));
         let args = parse(&["--no-journald=false"]);
         assert_eq!(args.no_journald, Some(false));
+        let args = parse(&["--metrics-addr", "127.0.0.1:0"]);
+        assert_eq!(args.metrics_addr, Some("127.0.0.1:0".parse().unwrap()));
+        assert!(Args::try_parse_from(["logward-collector", "--metrics-addr", "nope"]).is_err());
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //! key optional) and filled in from flags and environment by [`crate::cli`]. The server embeds
 //! the collector in its all-in-one mode and builds a `Config` directly.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+use crate::docker::filter::{Filter, FilterSpec};
 
 /// Default gRPC address of the logward server.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7420";
@@ -25,8 +28,9 @@ pub const MAX_BATCH_BYTES: usize = 3 * MIB;
 /// Everything the collector needs to run.
 ///
 /// Memory is bounded by `(max_in_flight + 1) * batch_max_bytes` for batches (the window plus
-/// the batch being filled) plus, per tailed file, one read buffer of at most
-/// `2 * max_event_bytes` and one pending partial-line event of at most `max_event_bytes`.
+/// the batch being filled) plus, per container, one read buffer of at most
+/// `2 * max_event_bytes` and one pending partial-line event of at most `max_event_bytes`
+/// (only the oldest unread file of a container is read; the others hold just a descriptor).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -50,13 +54,48 @@ pub struct Config {
     pub batch_linger_ms: u64,
     /// How many batches may be sent and not yet acknowledged; reading stops while it is full.
     pub max_in_flight: usize,
-    /// How often (milliseconds) the Docker directory is scanned and files are read.
+    /// How often (milliseconds) the Docker directory is scanned and files are read when
+    /// inotify is unavailable (with inotify, changes are followed as they happen).
     pub poll_interval_ms: u64,
     /// Longest event message in bytes; longer lines keep their head and are flagged
     /// with the field `logward.truncated`.
     pub max_event_bytes: usize,
     /// On shutdown, how long (milliseconds) to wait for acks of batches in flight.
     pub shutdown_grace_ms: u64,
+    /// Where a log without a checkpoint starts on the very first start (no state file yet):
+    /// `beginning`, or `end` (rotated files are skipped, live files start at their end).
+    /// Later starts, and files that appear later, always read from the beginning.
+    pub read_from: ReadFrom,
+    /// With inotify working, how often (milliseconds) the Docker directory is still rescanned
+    /// as a safety net (inotify drives everything else).
+    pub rescan_interval_ms: u64,
+    /// Address of the collector's own `/metrics` and `/healthz` listener; off when unset.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Collect only containers whose name matches one of these globs (empty: all).
+    pub include_names: Vec<String>,
+    /// Never collect containers whose name matches one of these globs.
+    pub exclude_names: Vec<String>,
+    /// Collect only containers whose image matches one of these globs (empty: all).
+    pub include_images: Vec<String>,
+    /// Never collect containers whose image matches one of these globs.
+    pub exclude_images: Vec<String>,
+    /// `key` or `key=glob`: collect only containers with every one of these labels.
+    pub include_labels: Vec<String>,
+    /// `key` or `key=glob`: never collect containers with any of these labels.
+    pub exclude_labels: Vec<String>,
+    /// Also collect the collector's own container (found from `/proc/self`), off by default.
+    pub include_self: bool,
+}
+
+/// Where logs without a checkpoint start on the very first start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// Everything on disk, rotated files first.
+    #[default]
+    Beginning,
+    /// Only what is written from now on.
+    End,
 }
 
 impl Default for Config {
@@ -75,6 +114,16 @@ impl Default for Config {
             poll_interval_ms: 250,
             max_event_bytes: MIB,
             shutdown_grace_ms: 5000,
+            read_from: ReadFrom::Beginning,
+            rescan_interval_ms: 10_000,
+            metrics_addr: None,
+            include_names: Vec::new(),
+            exclude_names: Vec::new(),
+            include_images: Vec::new(),
+            exclude_images: Vec::new(),
+            include_labels: Vec::new(),
+            exclude_labels: Vec::new(),
+            include_self: false,
         }
     }
 }
@@ -162,7 +211,50 @@ impl Config {
         if self.shutdown_grace_ms > 600_000 {
             return Err(invalid("shutdown_grace_ms", "must be at most 600000"));
         }
+        if !(100..=3_600_000).contains(&self.rescan_interval_ms) {
+            return Err(invalid(
+                "rescan_interval_ms",
+                "must be between 100 and 3600000",
+            ));
+        }
+        let lists: [(&'static str, &[String]); 6] = [
+            ("include_names", &self.include_names),
+            ("exclude_names", &self.exclude_names),
+            ("include_images", &self.include_images),
+            ("exclude_images", &self.exclude_images),
+            ("include_labels", &self.include_labels),
+            ("exclude_labels", &self.exclude_labels),
+        ];
+        for (key, list) in lists {
+            let spec = match key {
+                "include_labels" => FilterSpec {
+                    include_labels: list.to_vec(),
+                    ..FilterSpec::default()
+                },
+                "exclude_labels" => FilterSpec {
+                    exclude_labels: list.to_vec(),
+                    ..FilterSpec::default()
+                },
+                _ => FilterSpec {
+                    include_names: list.to_vec(),
+                    ..FilterSpec::default()
+                },
+            };
+            Filter::new(&spec).map_err(|e| invalid(key, e.to_string()))?;
+        }
         Ok(())
+    }
+
+    /// The container filters of this configuration.
+    pub fn filter_spec(&self) -> FilterSpec {
+        FilterSpec {
+            include_names: self.include_names.clone(),
+            exclude_names: self.exclude_names.clone(),
+            include_images: self.include_images.clone(),
+            exclude_images: self.exclude_images.clone(),
+            include_labels: self.include_labels.clone(),
+            exclude_labels: self.exclude_labels.clone(),
+        }
     }
 }
 
@@ -208,6 +300,10 @@ mod tests {
             ("max_event_bytes", |c| c.max_event_bytes = 2 * MIB),
             ("state_dir", |c| c.state_dir = PathBuf::new()),
             ("docker_dir", |c| c.docker_dir = PathBuf::new()),
+            ("rescan_interval_ms", |c| c.rescan_interval_ms = 1),
+            ("include_names", |c| c.include_names = vec!["web[".into()]),
+            ("exclude_images", |c| c.exclude_images = vec!["[".into()]),
+            ("include_labels", |c| c.include_labels = vec!["=v".into()]),
         ];
         for (key, mutate) in cases {
             let mut config = Config::default();
@@ -217,6 +313,21 @@ mod tests {
                 Ok(()) => panic!("expected {key} to be rejected: {config:?}"),
             }
         }
+    }
+
+    #[test]
+    fn new_keys_parse_from_the_file() {
+        let config: Config = toml::from_str(
+            "read_from = \"end\"\nmetrics_addr = \"127.0.0.1:9000\"\n\
+             include_labels = [\"app=web*\"]\nexclude_names = [\"tmp-*\"]\ninclude_self = true\n",
+        )
+        .unwrap();
+        assert_eq!(config.read_from, ReadFrom::End);
+        assert_eq!(config.metrics_addr, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(config.include_labels, ["app=web*"]);
+        assert!(config.include_self);
+        config.validate().unwrap();
+        assert!(toml::from_str::<Config>("read_from = \"middle\"").is_err());
     }
 
     #[test]

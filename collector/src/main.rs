@@ -31,7 +31,15 @@ async fn real_main() -> anyhow::Result<()> {
         server = %config.server, hostname = %config.hostname,
         state_dir = %config.state_dir.display(), "logward-collector starting"
     );
-    logward_collector::run(config, shutdown_signal())
+    let metrics = match config.metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+        ),
+        None => None,
+    };
+    logward_collector::run_with_listener(config, metrics, shutdown_signal())
         .await
         .context("logward-collector failed")
 }

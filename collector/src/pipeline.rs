@@ -18,9 +18,11 @@ use crate::checkpoint::{
     CheckpointError, FileKey, FileRange, FileState, JournalRecord, STATE_FILE, State, StateDir,
     write_atomic,
 };
-use crate::config::Config;
+use crate::config::{Config, ReadFrom};
+use crate::docker::chain::Positions;
+use crate::docker::filter::Filter;
 use crate::docker::tail::Limits;
-use crate::docker::{DockerSource, SourcedEvent};
+use crate::docker::{DockerSource, SourceOptions, SourceStats, SourcedEvent};
 use crate::ship::ShipEvent;
 
 /// A pending partial line with no new data for this long is shipped incomplete.
@@ -38,6 +40,8 @@ struct InFlight {
 /// Events of the batch being filled and the ranges they came from.
 #[derive(Default)]
 struct Builder {
+    /// Events the collector made itself; they come first in the batch.
+    synthetic: Vec<Event>,
     events: Vec<Event>,
     ranges: Vec<FileRange>,
     last_forced: bool,
@@ -72,9 +76,16 @@ impl Pipeline {
             acked_sequence = loaded.state.acked_sequence, unacked_batches = loaded.journal.len(),
             new = loaded.fresh, "collector state loaded"
         );
-        let limits = limits(&config);
-        let docker = (!config.no_docker)
-            .then(|| DockerSource::new(&config.docker_dir, &config.hostname, limits));
+        let docker = if config.no_docker {
+            None
+        } else {
+            let mut options = source_options(&config)?;
+            options.start_at_end = config.read_from == ReadFrom::End && loaded.first_start;
+            if !config.include_self {
+                options.own_id = crate::docker::own_container_id(&config.hostname);
+            }
+            Some(DockerSource::new(&config.docker_dir, options))
+        };
         let next_sequence = loaded
             .journal
             .last()
@@ -123,8 +134,43 @@ impl Pipeline {
         !self.in_flight.is_empty()
     }
 
-    fn limits(&self) -> Limits {
-        limits(&self.config)
+    /// Counters of the Docker source.
+    pub fn source_stats(&self) -> SourceStats {
+        self.docker
+            .as_ref()
+            .map(DockerSource::stats)
+            .unwrap_or_default()
+    }
+
+    /// Bytes not yet read, per file.
+    pub fn lag(&self) -> Vec<(std::path::PathBuf, u64)> {
+        self.docker
+            .as_ref()
+            .map(DockerSource::lag)
+            .unwrap_or_default()
+    }
+
+    /// Containers followed.
+    pub fn container_count(&self) -> usize {
+        self.docker
+            .as_ref()
+            .map_or(0, DockerSource::container_count)
+    }
+
+    /// Batches sent and not yet acknowledged.
+    pub fn in_flight_len(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Re-arms the sources for reading after a change notification.
+    pub fn wake(&mut self) {
+        if let Some(docker) = &mut self.docker {
+            docker.wake(&Positions {
+                acked: &self.state.files,
+                read: &self.read_from,
+                at_end: false,
+            });
+        }
     }
 
     /// Logs which sources exist and where they were looked for.
@@ -206,17 +252,23 @@ impl Pipeline {
     /// Rebuilds a journaled batch from its ranges and hands it to the shipper again.
     fn resend_recorded(&mut self, record: JournalRecord) -> Result<(), Error> {
         let mut events = Vec::new();
+        for hex in &record.synthetic {
+            match decode_hex(hex).and_then(|bytes| Event::decode(bytes.as_slice()).ok()) {
+                Some(event) => events.push(event),
+                None => tracing::warn!(
+                    sequence = record.sequence,
+                    "unreadable collector event in the send journal, resending the batch without it"
+                ),
+            }
+        }
         // Even with docker collection now switched off, what was read before is resent.
         let mut replay_only;
         let docker = match &mut self.docker {
             Some(docker) => Some(docker),
             None if record.ranges.is_empty() => None,
             None => {
-                replay_only = DockerSource::new(
-                    &self.config.docker_dir,
-                    &self.config.hostname,
-                    self.limits(),
-                );
+                replay_only =
+                    DockerSource::new(&self.config.docker_dir, source_options(&self.config)?);
                 Some(&mut replay_only)
             }
         };
@@ -266,6 +318,7 @@ impl Pipeline {
                         key: range.key,
                         path: range.path.clone(),
                         offset: 0,
+                        len: 0,
                     });
                 file.offset = file.offset.max(range.end);
                 file.path = range.path;
@@ -283,12 +336,24 @@ impl Pipeline {
         let Some(docker) = &mut self.docker else {
             return;
         };
-        let (files, read_from) = (&self.state.files, &self.read_from);
-        let start = |key: FileKey| {
-            let acked = files.get(&key).map_or(0, |f| f.offset);
-            acked.max(read_from.get(&key).copied().unwrap_or(0))
+        let positions = Positions {
+            acked: &self.state.files,
+            read: &self.read_from,
+            at_end: true,
         };
-        docker.poll(&start);
+        let skipped = docker.poll(&positions);
+        for (key, path, offset) in skipped {
+            self.state.files.insert(
+                key,
+                FileState {
+                    key,
+                    path,
+                    offset,
+                    len: offset,
+                },
+            );
+            self.dirty = true;
+        }
     }
 
     fn window_full(&self) -> bool {
@@ -296,7 +361,7 @@ impl Pipeline {
     }
 
     fn builder_full(&self) -> bool {
-        self.builder.events.len() >= self.config.batch_max_events
+        self.builder.events.len() + self.builder.synthetic.len() >= self.config.batch_max_events
             || self.builder.bytes >= self.config.batch_max_bytes
     }
 
@@ -312,6 +377,20 @@ impl Pipeline {
                 }
                 self.cut()?;
             }
+            if let Some(event) = self.docker.as_mut().and_then(DockerSource::next_synthetic) {
+                let size = event.encoded_len() + 8;
+                if !self.builder.is_empty()
+                    && self.builder.bytes + size > self.config.batch_max_bytes
+                {
+                    if self.window_full() {
+                        self.docker_requeue(event);
+                        return Ok(());
+                    }
+                    self.cut()?;
+                }
+                self.builder.push_synthetic(event, size);
+                continue;
+            }
             let next = match self.carry.take() {
                 Some(event) => Some(event),
                 None => self.docker.as_mut().and_then(DockerSource::next_event),
@@ -319,10 +398,12 @@ impl Pipeline {
             let Some(sourced) = next else {
                 return Ok(());
             };
+            // Read positions move at once, so a file found again (renamed under a scan)
+            // resumes where reading is, not at its acked offset.
+            let at = self.read_from.entry(sourced.range.key).or_default();
+            *at = (*at).max(sourced.range.end);
             let size = sourced.event.encoded_len() + 8;
-            if !self.builder.events.is_empty()
-                && self.builder.bytes + size > self.config.batch_max_bytes
-            {
+            if !self.builder.is_empty() && self.builder.bytes + size > self.config.batch_max_bytes {
                 if self.window_full() {
                     self.carry = Some(sourced);
                     return Ok(());
@@ -352,7 +433,7 @@ impl Pipeline {
 
     /// Cuts the batch being filled, whatever its size (if the window has room).
     pub fn flush(&mut self) -> Result<(), Error> {
-        if !self.builder.events.is_empty() && !self.window_full() {
+        if !self.builder.is_empty() && !self.window_full() {
             self.cut()?;
         }
         Ok(())
@@ -360,16 +441,23 @@ impl Pipeline {
 
     fn cut(&mut self) -> Result<(), Error> {
         let builder = std::mem::take(&mut self.builder);
-        if builder.events.is_empty() {
+        if builder.is_empty() {
             return Ok(());
         }
         let record = JournalRecord {
             sequence: self.next_sequence,
             ranges: builder.ranges,
+            synthetic: builder
+                .synthetic
+                .iter()
+                .map(|e| encode_hex(&e.encode_to_vec()))
+                .collect(),
         };
         self.next_sequence += 1;
         self.dir.append(&record)?;
-        self.hand_over(record, builder.events)
+        let mut events = builder.synthetic;
+        events.extend(builder.events);
+        self.hand_over(record, events)
     }
 
     fn hand_over(&mut self, record: JournalRecord, events: Vec<Event>) -> Result<(), Error> {
@@ -399,6 +487,13 @@ impl Pipeline {
             return Ok(());
         }
         self.prune();
+        if let Some(docker) = &self.docker {
+            for (key, len) in docker.lens() {
+                if let Some(file) = self.state.files.get_mut(&key) {
+                    file.len = file.len.max(len);
+                }
+            }
+        }
         let bytes = self.state.to_bytes()?;
         let dir = self.dir.path().to_owned();
         tokio::task::spawn_blocking(move || write_atomic(&dir, STATE_FILE, &bytes))
@@ -425,9 +520,20 @@ impl Pipeline {
             .values()
             .flat_map(|f| f.record.ranges.iter().map(|r| r.key))
             .collect();
-        self.state
-            .files
-            .retain(|key, file| referenced.contains(key) || file.path.exists());
+        let docker = self.docker.as_ref();
+        self.state.files.retain(|key, file| {
+            referenced.contains(key) || file.path.exists() || docker.is_some_and(|d| d.knows(file))
+        });
+        let files = &self.state.files;
+        self.read_from
+            .retain(|key, _| referenced.contains(key) || files.contains_key(key));
+    }
+
+    /// Puts a collector event back for the next batch.
+    fn docker_requeue(&mut self, event: Event) {
+        if let Some(docker) = &mut self.docker {
+            docker.requeue_synthetic(event);
+        }
     }
 }
 
@@ -438,7 +544,49 @@ fn limits(config: &Config) -> Limits {
     }
 }
 
+fn source_options(config: &Config) -> Result<SourceOptions, Error> {
+    let filter = Filter::new(&config.filter_spec())
+        .map_err(|e| Error::Internal(format!("container filter: {e}")))?;
+    Ok(SourceOptions {
+        hostname: config.hostname.clone(),
+        limits: limits(config),
+        filter,
+        own_id: None,
+        start_at_end: false,
+    })
+}
+
+fn encode_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 impl Builder {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.synthetic.is_empty()
+    }
+
+    fn push_synthetic(&mut self, event: Event, size: usize) {
+        self.synthetic.push(event);
+        self.bytes += size;
+        self.first_at.get_or_insert_with(Instant::now);
+    }
+
     fn push(&mut self, sourced: SourcedEvent, size: usize) {
         let SourcedEvent {
             event,

@@ -1,17 +1,20 @@
-//! The HTTP API (axum): search, health and metrics.
+//! The HTTP API (axum): search, count, aggregate, live tail, fields, the OpenAPI
+//! document, health and metrics.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde_json::{Value, json};
 
+use crate::aggregate::{aggregate, parse_aggregate_params};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::query::parse_search_params;
-use crate::search::{SearchResponse, search};
+use crate::query::{QueryError, parse_common, parse_search_params};
+use crate::search::{Deadline, SearchError, TIME_BUDGET, count, search};
 use crate::store::Store;
 
 /// What every handler shares.
@@ -21,31 +24,48 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
+/// Every route, as the OpenAPI document must list it.
+pub const ROUTES: &[&str] = &[
+    "/api/v1/search",
+    "/api/v1/count",
+    "/api/v1/aggregate",
+    "/api/v1/tail",
+    "/api/v1/fields",
+    "/api/v1/openapi.json",
+    "/healthz",
+    "/metrics",
+];
+
 /// Builds the router of the HTTP API.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/api/v1/search", get(search_handler))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route(ROUTES[0], get(search_handler))
+        .route(ROUTES[1], get(count_handler))
+        .route(ROUTES[2], get(aggregate_handler))
+        .route(ROUTES[3], get(tail_handler))
+        .route(ROUTES[4], get(fields_handler))
+        .route(ROUTES[5], get(openapi_handler))
+        .route(ROUTES[6], get(healthz))
+        .route(ROUTES[7], get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
-async fn search_handler(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-) -> Result<axum::Json<SearchResponse>, ApiError> {
-    let pairs: Vec<(String, String)> =
-        form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-    let now = now_nanos();
-    let params = parse_search_params(&pairs, now).inspect_err(|_| {
-        state.metrics.searches_rejected.inc();
-    })?;
+fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// Runs a blocking query with the time budget; counts outcomes in the metrics.
+async fn run_query<T: Send + 'static>(
+    state: &AppState,
+    job: impl FnOnce(&Store, &Deadline) -> Result<T, SearchError> + Send + 'static,
+) -> Result<T, ApiError> {
     let store = state.store.clone();
-    let result = tokio::task::spawn_blocking(move || search(&store, &params))
+    let deadline = Deadline::after(TIME_BUDGET);
+    let result = tokio::task::spawn_blocking(move || job(&store, &deadline))
         .await
         .map_err(|e| {
             ApiError::new(
@@ -56,21 +76,92 @@ async fn search_handler(
     match result {
         Ok(body) => {
             state.metrics.searches.inc();
-            Ok(axum::Json(body))
+            Ok(body)
         }
         Err(e) => {
-            state.metrics.searches_rejected.inc();
+            match &e {
+                SearchError::Timeout(_) => state.metrics.searches_timed_out.inc(),
+                _ => state.metrics.searches_rejected.inc(),
+            };
             Err(e.into())
         }
     }
 }
 
+fn rejected(state: &AppState, e: QueryError) -> ApiError {
+    state.metrics.searches_rejected.inc();
+    e.into()
+}
+
+async fn search_handler(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = parse_search_params(&pairs(raw.as_deref()), now_nanos())
+        .map_err(|e| rejected(&state, e))?;
+    let body = run_query(&state, move |s, d| search(s, &params, d)).await?;
+    Ok(axum::Json(body).into_response())
+}
+
+async fn count_handler(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let all = pairs(raw.as_deref());
+    let (range, _) = parse_common(&all, &["q", "start", "end"], "q, start or end", now_nanos())
+        .map_err(|e| rejected(&state, e))?;
+    let n = run_query(&state, move |s, d| count(s, &range, d)).await?;
+    Ok(axum::Json(json!({ "count": n })).into_response())
+}
+
+async fn aggregate_handler(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = parse_aggregate_params(&pairs(raw.as_deref()), now_nanos())
+        .map_err(|e| rejected(&state, e))?;
+    let body = run_query(&state, move |s, d| aggregate(s, &params, d)).await?;
+    Ok(axum::Json(body).into_response())
+}
+
+async fn tail_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let last_id = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let params = crate::tail::parse_tail_params(&pairs(raw.as_deref()), last_id)
+        .map_err(|e| rejected(&state, e))?;
+    let sse = crate::tail::start(state.store.clone(), state.metrics.clone(), params)
+        .map_err(|e| rejected(&state, e))?;
+    Ok(sse.into_response())
+}
+
+async fn fields_handler(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    parse_common(&pairs(raw.as_deref()), &[], "no parameters", 0)
+        .map_err(|e| rejected(&state, e))?;
+    let store = state.store.clone();
+    let fields = tokio::task::spawn_blocking(move || crate::schema::field_catalog(&store))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(axum::Json(json!({ "fields": fields })).into_response())
+}
+
+async fn openapi_handler() -> axum::Json<Value> {
+    axum::Json(crate::openapi::document())
+}
+
 async fn healthz(State(state): State<AppState>) -> Response {
     match state.metrics.store_error() {
-        None => axum::Json(serde_json::json!({ "status": "ok" })).into_response(),
+        None => axum::Json(json!({ "status": "ok" })).into_response(),
         Some(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({ "status": "unhealthy", "error": error })),
+            axum::Json(json!({ "status": "unhealthy", "error": error })),
         )
             .into_response(),
     }

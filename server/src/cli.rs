@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
@@ -28,6 +28,85 @@ pub struct Args {
     /// Also run a collector for this host (Docker logs) inside the server.
     #[arg(long, env = "LOGWARD_WITH_COLLECTOR")]
     pub with_collector: bool,
+    /// Tools instead of the server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands; without one, the server runs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sigma rules: validate them, or run them over events.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+/// `logward-server rules …`
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validates rule, correlation and filter files (and directories of them); prints
+    /// every error by file, rule and construct; exits 1 on any error.
+    Check {
+        /// Files or directories (`*.yml`, `*.yaml`).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Runs rules over events given as JSON lines (logward's event JSON or flat field
+    /// maps) and prints one JSON line per detection.
+    Test {
+        /// A rule file or a directory of rules.
+        #[arg(value_name = "RULES_PATH")]
+        rules: PathBuf,
+        /// One JSON object per line.
+        #[arg(value_name = "EVENTS.jsonl")]
+        events: PathBuf,
+        /// Run every rule on every event, whatever its log source.
+        #[arg(long)]
+        ignore_logsource: bool,
+    },
+}
+
+/// Runs a `rules` subcommand: what to print on stdout and stderr, and the exit code.
+pub fn run_rules(command: &RulesCommand) -> (String, String, i32) {
+    match command {
+        RulesCommand::Check { paths } => {
+            let report = logward_rules::check_paths(paths);
+            let code = report.exit_code();
+            let mut text = report.to_string();
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            if code == 0 {
+                (text, String::new(), 0)
+            } else {
+                (String::new(), text, code)
+            }
+        }
+        RulesCommand::Test {
+            rules,
+            events,
+            ignore_logsource,
+        } => {
+            let bytes = match std::fs::read(events) {
+                Ok(b) => b,
+                Err(e) => {
+                    return (
+                        String::new(),
+                        format!("cannot read {}: {e}\n", events.display()),
+                        1,
+                    );
+                }
+            };
+            match logward_rules::test_events(rules, &bytes, *ignore_logsource) {
+                Ok(lines) => (
+                    lines.iter().map(|l| format!("{l}\n")).collect(),
+                    String::new(),
+                    0,
+                ),
+                Err(e) => (String::new(), format!("{e}\n"), 1),
+            }
+        }
+    }
 }
 
 /// Reads the file (if any), applies environment and flags, and validates.

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::StoreOptions;
+use crate::partition::RetentionPolicy;
+use crate::store::{MergeOptions, StoreOptions};
 
 /// The whole server configuration. Every key has a default, so an empty file is valid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,18 +24,29 @@ pub struct Config {
     pub with_collector: bool,
     /// Index tuning.
     pub index: IndexConfig,
+    /// What is kept, and for how long.
+    pub retention: RetentionConfig,
     /// Keys of the collector's own config file, for the embedded collector of
     /// `with_collector`. Its `server` is always this server; its `state_dir`
     /// defaults to `<data_dir>/collector`.
     pub collector: toml::Table,
 }
 
-/// Tuning of the index writer.
+/// Tuning of the index writers: one per day partition being written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IndexConfig {
-    /// Memory for the index writer, shared by its threads, in MiB (at least 16).
+    /// Memory of one partition's writer, shared by its threads, in MiB (at least 16).
     pub writer_heap_mb: usize,
+    /// Indexing threads of one partition's writer.
+    pub indexing_threads: usize,
+    /// Partition writers kept open at once (late events open older days' writers);
+    /// memory is bounded by `writer_heap_mb × max_open_writers`.
+    pub max_open_writers: usize,
+    /// Merge segments once this many of a similar size exist; 0 turns merging off.
+    pub merge_min_segments: usize,
+    /// Segments with more documents than this are no longer merged.
+    pub merge_max_docs: usize,
     /// Longest time a received batch waits for the group commit that acks it, in ms.
     /// Lower means fresher search and faster acks, higher means fewer, larger segments.
     pub commit_interval_ms: u64,
@@ -50,7 +62,31 @@ impl Default for Config {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 7421)),
             with_collector: false,
             index: IndexConfig::default(),
+            retention: RetentionConfig::default(),
             collector: toml::Table::new(),
+        }
+    }
+}
+
+/// Retention: whole day partitions are deleted on a schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Delete partitions whose day ended more than this many days ago; 0 keeps all.
+    pub max_age_days: u32,
+    /// Delete the oldest partitions while all together take more MiB; 0 is no limit.
+    /// The newest partition is always kept.
+    pub max_total_mb: u64,
+    /// How often retention runs, in seconds.
+    pub check_interval_s: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            max_age_days: 0,
+            max_total_mb: 0,
+            check_interval_s: 3600,
         }
     }
 }
@@ -58,7 +94,11 @@ impl Default for Config {
 impl Default for IndexConfig {
     fn default() -> Self {
         IndexConfig {
-            writer_heap_mb: 128,
+            writer_heap_mb: 64,
+            indexing_threads: 1,
+            max_open_writers: 4,
+            merge_min_segments: 8,
+            merge_max_docs: 5_000_000,
             commit_interval_ms: 200,
             commit_max_docs: 100_000,
         }
@@ -76,6 +116,14 @@ pub enum ConfigError {
     CommitInterval(u64),
     #[error("index.commit_max_docs must be at least 1")]
     CommitMaxDocs,
+    #[error("index.indexing_threads is {0}; it must be between 1 and 8")]
+    IndexingThreads(usize),
+    #[error("index.max_open_writers is {0}; it must be between 1 and 64")]
+    MaxOpenWriters(usize),
+    #[error("index.writer_heap_mb / index.indexing_threads must be at least 16 MiB per thread")]
+    HeapPerThread,
+    #[error("retention.check_interval_s is {0}; it must be between 1 and 86400")]
+    RetentionInterval(u64),
     #[error("grpc_addr and http_addr are both {0}")]
     SameAddr(SocketAddr),
     #[error("[collector]: {0}")]
@@ -96,6 +144,20 @@ impl Config {
         }
         if self.index.commit_max_docs == 0 {
             return Err(ConfigError::CommitMaxDocs);
+        }
+        if !(1..=8).contains(&self.index.indexing_threads) {
+            return Err(ConfigError::IndexingThreads(self.index.indexing_threads));
+        }
+        if self.index.writer_heap_mb / self.index.indexing_threads < 16 {
+            return Err(ConfigError::HeapPerThread);
+        }
+        if !(1..=64).contains(&self.index.max_open_writers) {
+            return Err(ConfigError::MaxOpenWriters(self.index.max_open_writers));
+        }
+        if !(1..=86_400).contains(&self.retention.check_interval_s) {
+            return Err(ConfigError::RetentionInterval(
+                self.retention.check_interval_s,
+            ));
         }
         if self.grpc_addr == self.http_addr && self.grpc_addr.port() != 0 {
             return Err(ConfigError::SameAddr(self.grpc_addr));
@@ -131,8 +193,19 @@ impl Config {
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             writer_heap_bytes: self.index.writer_heap_mb * 1024 * 1024,
+            indexing_threads: self.index.indexing_threads,
+            max_open_writers: self.index.max_open_writers,
             commit_interval: Duration::from_millis(self.index.commit_interval_ms),
             commit_max_docs: self.index.commit_max_docs,
+            merge: MergeOptions {
+                min_segments: self.index.merge_min_segments,
+                max_docs: self.index.merge_max_docs,
+            },
+            retention: RetentionPolicy {
+                max_age_days: self.retention.max_age_days,
+                max_total_bytes: self.retention.max_total_mb.saturating_mul(1024 * 1024),
+            },
+            retention_interval: Duration::from_secs(self.retention.check_interval_s),
         }
     }
 }
@@ -172,6 +245,28 @@ mod tests {
             Err("are both"),
         );
         check("[collector]\nbogus = true", Err("[collector]"));
+        check(
+            "[retention]\nmax_age_days = 30\nmax_total_mb = 1024",
+            Ok(()),
+        );
+        check(
+            "[retention]\ncheck_interval_s = 0",
+            Err("check_interval_s is 0"),
+        );
+        check("[retention]\nmax_age = 3", Err("unknown field `max_age`"));
+        check(
+            "[index]\nindexing_threads = 0",
+            Err("indexing_threads is 0"),
+        );
+        check(
+            "[index]\nwriter_heap_mb = 32\nindexing_threads = 4",
+            Err("per thread"),
+        );
+        check(
+            "[index]\nmax_open_writers = 0",
+            Err("max_open_writers is 0"),
+        );
+        check("[index]\nmerge_min_segments = 0", Ok(()));
     }
 
     #[test]

@@ -45,6 +45,10 @@ impl From<SearchError> for ApiError {
         match e {
             SearchError::Query(q) => q.into(),
             SearchError::Store(s) => s.into(),
+            SearchError::Timeout(budget) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                SearchError::Timeout(budget).to_string(),
+            ),
         }
     }
 }
@@ -63,9 +67,12 @@ impl From<StoreError> for ApiError {
 pub fn store_status(e: &StoreError) -> tonic::Status {
     match e {
         StoreError::Closed => tonic::Status::unavailable("server is shutting down; retry"),
-        StoreError::Commit(m) if m.contains("No space left") => {
-            tonic::Status::resource_exhausted(format!("server storage full, batch not stored: {m}"))
-        }
+        StoreError::Commit {
+            message,
+            storage_full: true,
+        } => tonic::Status::resource_exhausted(format!(
+            "server storage full, batch not stored; resend later: {message}"
+        )),
         other => tonic::Status::unavailable(format!("batch not stored: {other}")),
     }
 }

@@ -12,7 +12,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use crate::api::now_nanos;
 use crate::error::store_status;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -164,10 +163,7 @@ impl Session {
             .bytes_received
             .inc_by(events.iter().map(|e| e.message.len() as u64).sum());
         Ok(Box::pin(async move {
-            match store
-                .append(collector_id, sequence, events, now_nanos())
-                .await
-            {
+            match store.append(collector_id, sequence, events).await {
                 Ok(info) => Ok(Ack {
                     sequence: info.sequence,
                     duplicates: info.duplicates,

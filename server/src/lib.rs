@@ -2,16 +2,22 @@
 //! and serves the search API. `run` takes its listeners and a shutdown future, so tests
 //! bind port 0 and stop it when they like.
 
+pub mod aggregate;
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod manifest;
 pub mod metrics;
+pub mod openapi;
+pub mod partition;
 pub mod query;
 pub mod schema;
 pub mod search;
 pub mod store;
+pub mod tail;
+mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;

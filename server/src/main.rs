@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use logward_server::cli::{Args, load};
+use logward_server::cli::{Args, Command, load, run_rules};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -15,6 +15,13 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(color())
         .init();
     let args = Args::parse();
+    if let Some(Command::Rules(command)) = &args.command {
+        use std::io::Write;
+        let (out, err, code) = run_rules(command);
+        let _ = std::io::stdout().write_all(out.as_bytes());
+        let _ = std::io::stderr().write_all(err.as_bytes());
+        std::process::exit(code);
+    }
     let config = load(&args)?;
     let listeners = logward_server::Listeners::bind(&config).await?;
     logward_server::run(config, listeners, shutdown_signal())

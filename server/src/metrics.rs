@@ -22,6 +22,10 @@ pub struct Metrics {
     pub streams_open: Gauge,
     pub searches: Counter,
     pub searches_rejected: Counter,
+    pub searches_timed_out: Counter,
+    pub partitions: Gauge,
+    pub partitions_deleted: Counter,
+    pub tail_clients: Gauge,
     store_healthy: Gauge,
     store_error: Mutex<Option<String>>,
 }
@@ -53,6 +57,24 @@ impl Metrics {
         );
         let searches = counter("searches", "Search requests served");
         let searches_rejected = counter("searches_rejected", "Search requests refused as invalid");
+        let searches_timed_out = counter(
+            "searches_timed_out",
+            "Searches stopped at their time budget",
+        );
+        let partitions_deleted =
+            counter("partitions_deleted", "Day partitions deleted by retention");
+        let partitions = Gauge::default();
+        registry.register(
+            "partitions",
+            "Day partitions in the store",
+            partitions.clone(),
+        );
+        let tail_clients = Gauge::default();
+        registry.register(
+            "tail_clients",
+            "Open live-tail streams",
+            tail_clients.clone(),
+        );
         let streams_open = Gauge::default();
         registry.register(
             "ingest_streams_open",
@@ -79,6 +101,10 @@ impl Metrics {
             streams_open,
             searches,
             searches_rejected,
+            searches_timed_out,
+            partitions,
+            partitions_deleted,
+            tail_clients,
             store_healthy,
             store_error: Mutex::new(None),
         }

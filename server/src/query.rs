@@ -5,7 +5,7 @@ use std::ops::Bound;
 
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
 use tantivy::query_grammar::{UserInputAst, UserInputLeaf};
-use tantivy::{DateTime, Index, Term};
+use tantivy::{DateTime, Term};
 
 use crate::schema::{CONTAINER_FIELDS, EventSchema, QUERYABLE_FIELDS};
 
@@ -14,12 +14,23 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
 /// Longest query string accepted.
 pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+/// Deepest nesting of parentheses accepted.
+pub const MAX_NESTING: usize = 16;
+/// Most clauses (terms, phrases, ranges) in one query.
+pub const MAX_CLAUSES: usize = 256;
+/// Shortest prefix before a trailing `*`: a shorter one expands to too many terms.
+pub const MIN_PREFIX_CHARS: usize = 2;
+/// Largest limit that is still clamped; a number past it is an error.
+pub const ABSURD_LIMIT: u64 = 1_000_000_000;
 
 /// A request parameter or query that cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
-    #[error("unknown parameter '{0}'; expected q, start, end, limit, cursor or order")]
-    UnknownParameter(String),
+    #[error("unknown parameter '{name}'; expected {expected}")]
+    UnknownParameter {
+        name: String,
+        expected: &'static str,
+    },
     #[error("parameter '{0}' is given more than once")]
     Repeated(String),
     #[error("parameter '{name}': {message}")]
@@ -32,6 +43,8 @@ pub enum QueryError {
     TooLong(usize),
     #[error("invalid query: {0}")]
     Invalid(String),
+    #[error("query too complex: {0}")]
+    TooComplex(String),
 }
 
 /// Sort order by timestamp.
@@ -82,7 +95,14 @@ pub struct SearchParams {
     pub limit: usize,
     pub cursor: Option<Cursor>,
     pub order: Order,
+    /// Field projection: only these fields of each hit; `None` is the whole event.
+    pub fields: Option<Vec<String>>,
+    /// Add a highlighted snippet of `message` to each hit.
+    pub highlight: bool,
 }
+
+/// Parameters of `GET /api/v1/search`.
+const SEARCH_PARAMS: &str = "q, start, end, limit, cursor, order, fields or highlight";
 
 /// Validates the raw query-string pairs of `GET /api/v1/search`.
 pub fn parse_search_params(
@@ -97,6 +117,8 @@ pub fn parse_search_params(
         limit: DEFAULT_LIMIT,
         cursor: None,
         order: Order::Desc,
+        fields: None,
+        highlight: false,
     };
     let mut cursor_text = None;
     for (name, value) in pairs {
@@ -122,7 +144,14 @@ pub fn parse_search_params(
                 }
             }
             "cursor" => cursor_text = Some(value),
-            other => return Err(QueryError::UnknownParameter(other.to_owned())),
+            "fields" => p.fields = Some(parse_projection(value)?),
+            "highlight" => p.highlight = parse_bool("highlight", value)?,
+            other => {
+                return Err(QueryError::UnknownParameter {
+                    name: other.to_owned(),
+                    expected: SEARCH_PARAMS,
+                });
+            }
         }
     }
     if p.query.len() > MAX_QUERY_BYTES {
@@ -158,8 +187,96 @@ fn bad(name: &'static str, message: String) -> QueryError {
 fn parse_limit(value: &str) -> Result<usize, String> {
     let n: u64 = value
         .parse()
-        .map_err(|_| format!("{value:?} is not a non-negative whole number"))?;
+        .map_err(|_| format!("{value:?} is not a whole number from 0 to {ABSURD_LIMIT}"))?;
+    if n > ABSURD_LIMIT {
+        return Err(format!(
+            "{value} is absurd; pages hold at most {MAX_LIMIT} hits (larger limits up to {ABSURD_LIMIT} are clamped)"
+        ));
+    }
     Ok(usize::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT))
+}
+
+fn parse_bool(name: &'static str, value: &str) -> Result<bool, QueryError> {
+    match value {
+        "true" | "1" | "" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(bad(name, format!("{value:?} is neither true nor false"))),
+    }
+}
+
+/// Parses `fields=a,b,container.name`: every name must be a field of the event.
+fn parse_projection(value: &str) -> Result<Vec<String>, QueryError> {
+    let names: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if names.is_empty() {
+        return Err(bad("fields", "names no field".to_owned()));
+    }
+    if names.len() > 64 {
+        return Err(bad("fields", "names more than 64 fields".to_owned()));
+    }
+    for name in &names {
+        if !is_known_field(name) {
+            return Err(unknown_field(name));
+        }
+    }
+    Ok(names)
+}
+
+/// Parameters other than q, start and end, as (name, value).
+pub type OtherParams<'a> = Vec<(&'a str, &'a str)>;
+
+/// The query and time range that count, aggregate and tail share.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RangeParams {
+    pub query: String,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+}
+
+/// Splits raw pairs into known parameters, refusing unknown and repeated ones, and
+/// reads `q`, `start` and `end` (when `allowed` has them).
+pub fn parse_common<'a>(
+    pairs: &'a [(String, String)],
+    allowed: &[&str],
+    expected: &'static str,
+    now_nanos: i64,
+) -> Result<(RangeParams, OtherParams<'a>), QueryError> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut range = RangeParams::default();
+    let mut rest = Vec::new();
+    for (name, value) in pairs {
+        if seen.contains(&name.as_str()) {
+            return Err(QueryError::Repeated(name.clone()));
+        }
+        seen.push(name);
+        if !allowed.contains(&name.as_str()) {
+            return Err(QueryError::UnknownParameter {
+                name: name.clone(),
+                expected,
+            });
+        }
+        match name.as_str() {
+            "q" => range.query = value.clone(),
+            "start" => {
+                range.start = Some(parse_time(value, now_nanos).map_err(|m| bad("start", m))?);
+            }
+            "end" => range.end = Some(parse_time(value, now_nanos).map_err(|m| bad("end", m))?),
+            other => rest.push((other, value.as_str())),
+        }
+    }
+    if range.query.len() > MAX_QUERY_BYTES {
+        return Err(QueryError::TooLong(range.query.len()));
+    }
+    if let (Some(s), Some(e)) = (range.start, range.end)
+        && s >= e
+    {
+        return Err(bad("end", "must be later than start".to_owned()));
+    }
+    Ok((range, rest))
 }
 
 /// Parses a time: RFC 3339, Unix milliseconds, `now`, or `now-15m` / `now+1h`
@@ -227,7 +344,7 @@ pub fn parse_time(value: &str, now_nanos: i64) -> Result<i64, String> {
 /// Field names are checked against the event schema first, so an unknown field is
 /// named in the error instead of silently matching nothing.
 pub fn build_query(
-    index: &Index,
+    parser: &QueryParser,
     schema: &EventSchema,
     q: &str,
     start: Option<i64>,
@@ -237,11 +354,11 @@ pub fn build_query(
     let user: Box<dyn Query> = if trimmed.is_empty() || trimmed == "*" {
         Box::new(AllQuery)
     } else {
+        check_nesting(trimmed)?;
         let ast =
             tantivy::query_grammar::parse_query(trimmed).map_err(|_| syntax_error(trimmed))?;
-        check_fields(&ast)?;
-        let mut parser = QueryParser::for_index(index, vec![schema.message]);
-        parser.set_conjunction_by_default();
+        let mut clauses = 0;
+        check_fields(&ast, &mut clauses)?;
         parser
             .parse_query(trimmed)
             .map_err(|e| map_parser_error(trimmed, &e))?
@@ -265,6 +382,30 @@ pub fn build_query(
         (Occur::Must, user),
         (Occur::Must, Box::new(range)),
     ])))
+}
+
+/// Refuses nesting deeper than [`MAX_NESTING`] before the recursive parser sees it.
+fn check_nesting(q: &str) -> Result<(), QueryError> {
+    let (mut depth, mut deepest, mut quoted, mut escaped) = (0_usize, 0_usize, false, false);
+    for c in q.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            '(' if !quoted => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > MAX_NESTING {
+        return Err(QueryError::TooComplex(format!(
+            "parentheses nest {deepest} deep; at most {MAX_NESTING} are allowed"
+        )));
+    }
+    Ok(())
 }
 
 fn syntax_error(q: &str) -> QueryError {
@@ -291,7 +432,7 @@ fn map_parser_error(q: &str, e: &tantivy::query::QueryParserError) -> QueryError
     }
 }
 
-fn unknown_field(field: &str) -> QueryError {
+pub fn unknown_field(field: &str) -> QueryError {
     QueryError::UnknownField {
         field: field.to_owned(),
         known: "id, timestamp, received_at, host, source, stream, message, container.id, \
@@ -301,14 +442,37 @@ fn unknown_field(field: &str) -> QueryError {
     }
 }
 
-/// Checks that every field the query names exists in the event JSON.
-fn check_fields(ast: &UserInputAst) -> Result<(), QueryError> {
+/// Checks that every field the query names exists in the event JSON, that no prefix
+/// is too broad, and that the query has at most [`MAX_CLAUSES`] leaves.
+fn check_fields(ast: &UserInputAst, clauses: &mut usize) -> Result<(), QueryError> {
     match ast {
-        UserInputAst::Clause(clauses) => clauses.iter().try_for_each(|(_, sub)| check_fields(sub)),
-        UserInputAst::Boost(sub, _) => check_fields(sub),
+        UserInputAst::Clause(subs) => subs
+            .iter()
+            .try_for_each(|(_, sub)| check_fields(sub, clauses)),
+        UserInputAst::Boost(sub, _) => check_fields(sub, clauses),
         UserInputAst::Leaf(leaf) => {
+            *clauses += 1;
+            if *clauses > MAX_CLAUSES {
+                return Err(QueryError::TooComplex(format!(
+                    "more than {MAX_CLAUSES} terms"
+                )));
+            }
             let field = match leaf.as_ref() {
-                UserInputLeaf::Literal(lit) => lit.field_name.as_deref(),
+                UserInputLeaf::Literal(lit) => {
+                    let wild = lit.prefix || lit.phrase.contains(['*', '?']);
+                    let solid = lit
+                        .phrase
+                        .chars()
+                        .filter(|c| !matches!(c, '*' | '?'))
+                        .count();
+                    if wild && solid < MIN_PREFIX_CHARS {
+                        return Err(QueryError::TooComplex(format!(
+                            "the wildcard {:?} is too broad; give at least {MIN_PREFIX_CHARS} other characters beside '*' and '?'",
+                            lit.phrase
+                        )));
+                    }
+                    lit.field_name.as_deref()
+                }
                 UserInputLeaf::Range { field, .. }
                 | UserInputLeaf::Set { field, .. }
                 | UserInputLeaf::Regex { field, .. } => field.as_deref(),
@@ -331,7 +495,8 @@ fn check_fields(ast: &UserInputAst) -> Result<(), QueryError> {
     }
 }
 
-fn is_known_field(name: &str) -> bool {
+/// True for a field of the event JSON a query or projection may name.
+pub fn is_known_field(name: &str) -> bool {
     if QUERYABLE_FIELDS.contains(&name) {
         return true;
     }
@@ -372,6 +537,8 @@ mod tests {
             limit: 100,
             cursor: None,
             order: Order::Desc,
+            fields: None,
+            highlight: false,
         }
     }
 
@@ -402,7 +569,26 @@ mod tests {
             }),
         );
         check(&[("limit", "-1")], &Err("parameter 'limit'"));
-        check(&[("limit", "ten")], &Err("not a non-negative whole number"));
+        check(&[("limit", "ten")], &Err("not a whole number"));
+        check(
+            &[("limit", "99999999999999999999999")],
+            &Err("not a whole number"),
+        );
+        check(&[("limit", "2000000000")], &Err("absurd"));
+        check(&[("fields", "id,colour")], &Err("unknown field 'colour'"));
+        check(&[("fields", ",")], &Err("names no field"));
+        check(&[("highlight", "maybe")], &Err("neither true nor false"));
+        check(
+            &[
+                ("fields", "id, container.labels.a.b"),
+                ("highlight", "true"),
+            ],
+            &Ok(SearchParams {
+                fields: Some(vec!["id".into(), "container.labels.a.b".into()]),
+                highlight: true,
+                ..params()
+            }),
+        );
         check(&[("order", "up")], &Err("neither 'desc' nor 'asc'"));
         check(&[("start", "yesterday")], &Err("parameter 'start'"));
         check(
@@ -480,8 +666,13 @@ mod tests {
 
     fn query_error(q: &str) -> Option<String> {
         let schema = EventSchema::new();
-        let index = Index::create_in_ram(schema.schema.clone());
-        build_query(&index, &schema, q, None, None)
+        let mut parser = QueryParser::new(
+            schema.schema.clone(),
+            vec![schema.message],
+            tantivy::tokenizer::TokenizerManager::default(),
+        );
+        parser.set_conjunction_by_default();
+        build_query(&parser, &schema, q, None, None)
             .err()
             .map(|e| e.to_string())
     }
@@ -512,7 +703,28 @@ mod tests {
             ("message:*", "'message:*' is not supported"),
             ("(error", "syntax error"),
             ("timestamp:[yesterday TO now]", "invalid query"),
-        ] {
+            ("message:a*", "too broad"),
+            ("\"a\"*", "too broad"),
+            ("*", ""),
+            ("host:*?", "too broad"),
+            ("message:/.*/", "invalid query"),
+            ("((((((((((((((((((a))))))))))))))))))", "nest 18 deep"),
+            ("\"((((((((((((((((((a\"", ""),
+        ]
+        .into_iter()
+        .chain([(
+            String::leak(
+                (0..300)
+                    .map(|i| format!("x{i}"))
+                    .collect::<Vec<_>>()
+                    .join(" OR "),
+            ) as &str,
+            "more than 256 terms",
+        )]) {
+            if expected.is_empty() {
+                assert_eq!(query_error(bad), None, "{bad}");
+                continue;
+            }
             let got = query_error(bad).unwrap_or_default();
             assert!(got.contains(expected), "{bad}: {got:?} lacks {expected:?}");
         }

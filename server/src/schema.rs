@@ -37,6 +37,8 @@ pub struct EventSchema {
     pub id: Field,
     /// A 64-bit hash of `id`, a fast field that breaks timestamp ties in sort order.
     pub uid: Field,
+    /// The store generation of the commit that added the document (see `manifest`).
+    pub generation: Field,
     pub timestamp: Field,
     pub received_at: Field,
     pub host: Field,
@@ -61,6 +63,12 @@ impl EventSchema {
         };
         let id = b.add_text_field("id", STRING | STORED);
         let uid = b.add_u64_field("_uid", tantivy::schema::FAST);
+        let generation = b.add_u64_field(
+            "_gen",
+            tantivy::schema::NumericOptions::default()
+                .set_indexed()
+                .set_fast(),
+        );
         let timestamp = b.add_date_field("timestamp", date());
         let received_at = b.add_date_field("received_at", date());
         let keyword = STRING | STORED | tantivy::schema::FAST;
@@ -96,6 +104,7 @@ impl EventSchema {
             schema: b.build(),
             id,
             uid,
+            generation,
             timestamp,
             received_at,
             host,
@@ -112,11 +121,8 @@ impl EventSchema {
         let mut doc = TantivyDocument::new();
         doc.add_text(self.id, meta.id);
         doc.add_u64(self.uid, meta.uid);
-        let ts = if event.timestamp_nanos == 0 {
-            meta.received_at_nanos
-        } else {
-            event.timestamp_nanos
-        };
+        doc.add_u64(self.generation, meta.generation);
+        let ts = event_timestamp(event, meta.received_at_nanos);
         doc.add_date(self.timestamp, DateTime::from_timestamp_nanos(ts));
         doc.add_date(
             self.received_at,
@@ -217,6 +223,17 @@ pub struct EventMeta<'a> {
     pub id: &'a str,
     pub uid: u64,
     pub received_at_nanos: i64,
+    /// The store generation this document is committed in.
+    pub generation: u64,
+}
+
+/// The timestamp an event is stored under: its own, or the receive time when it has none.
+pub fn event_timestamp(event: &WireEvent, received_at_nanos: i64) -> i64 {
+    if event.timestamp_nanos == 0 {
+        received_at_nanos
+    } else {
+        event.timestamp_nanos
+    }
 }
 
 /// An event as the API shows it.
@@ -296,6 +313,68 @@ fn owned_to_json(value: OwnedValue) -> serde_json::Value {
     }
 }
 
+/// One entry of `GET /api/v1/fields`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FieldInfo {
+    pub name: String,
+    /// `keyword` (exact), `text` (tokenized), `date` or `object`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// A query may name it (`name:value`).
+    pub searchable: bool,
+    /// `GET /api/v1/aggregate` may count its values.
+    pub aggregatable: bool,
+}
+
+/// Most dynamic field names (labels, further fields) listed.
+const MAX_DYNAMIC_FIELDS: usize = 1_000;
+
+/// The fixed fields of the event and, from the two newest partitions, the label and
+/// further-field names seen in the data.
+pub fn field_catalog(store: &crate::store::Store) -> Vec<FieldInfo> {
+    let info = |name: &str, kind, aggregatable| FieldInfo {
+        name: name.to_owned(),
+        kind,
+        searchable: true,
+        aggregatable,
+    };
+    let mut out = vec![
+        info("id", "keyword", false),
+        info("timestamp", "date", true),
+        info("received_at", "date", false),
+        info("host", "keyword", true),
+        info("source", "keyword", true),
+        info("stream", "keyword", true),
+        info("message", "text", false),
+        info("container.id", "keyword", true),
+        info("container.name", "keyword", true),
+        info("container.image", "keyword", true),
+        info("container.image_id", "keyword", true),
+    ];
+    let mut dynamic = std::collections::BTreeSet::new();
+    for (_, searcher) in store.searchers(None, None).iter().rev().take(2) {
+        for segment in searcher.segment_readers() {
+            for meta in segment.fields_metadata().unwrap_or_default() {
+                let name = meta.field_name;
+                let keep = name.starts_with("container.labels.")
+                    || (name.starts_with("fields.") && name.len() > "fields.".len());
+                if keep && dynamic.len() < MAX_DYNAMIC_FIELDS {
+                    dynamic.insert(name);
+                }
+            }
+        }
+    }
+    for name in dynamic {
+        let kind = if name.starts_with("fields.") {
+            "text"
+        } else {
+            "keyword"
+        };
+        out.push(info(&name, kind, true));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +408,7 @@ mod tests {
             id: "c-1-0",
             uid: event_uid("c-1-0"),
             received_at_nanos: 5,
+            generation: 1,
         };
         let json = schema.event_json(&schema.document(&event, &meta));
         assert_eq!(json.id, "c-1-0");
@@ -357,6 +437,7 @@ mod tests {
             id: "x",
             uid: 1,
             received_at_nanos: 7,
+            generation: 1,
         };
         let json = schema.event_json(&schema.document(&event, &meta));
         assert_eq!(json.message, "a\u{fffd}b");

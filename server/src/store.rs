@@ -1,25 +1,40 @@
-//! The event store: one tantivy index, written by a single writer thread that group-commits
-//! batches and acks them only once they are durable and searchable.
+//! The event store: one tantivy index per day partition, written by a single writer
+//! thread (`writer.rs`) that group-commits batches and acks them only once they are
+//! durable and searchable.
 //!
-//! Durability follows the Quickwit pattern: every commit carries, in its payload, the
-//! highest batch sequence it holds per collector. A batch at or below that mark is a
-//! resend and is acked without being indexed again. After `kill -9`, whatever was not
-//! committed was never acked, so the collector sends it again.
+//! Durability: the fsynced manifest (`manifest.rs`) is the one commit point. A commit
+//! of generation G first commits every partition that holds documents of G, then writes
+//! the manifest with generation G and the per-collector high-water marks, then reloads
+//! the readers, then acks. A batch at or below a collector's mark is a resend: acked,
+//! not indexed again. After `kill -9` or a failed commit, documents above the manifest's
+//! generation are deleted from every partition before anything else is written.
+//!
+//! Detection seam: every batch that is not a resend is published on a broadcast channel
+//! ([`Store::subscribe`]) as soon as the writer takes it, before its commit. The live
+//! tail uses it; the rules engine will. A slow subscriber lags and is told how much it
+//! missed; it never slows ingest.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use logward_proto::Event as WireEvent;
-use serde::{Deserialize, Serialize};
 use tantivy::directory::MmapDirectory;
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
-use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, error, info, warn};
+use tantivy::query::QueryParser;
+use tantivy::tokenizer::TokenizerManager;
+use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::{info, warn};
 
+use crate::manifest::{Manifest, ManifestError};
 use crate::metrics::Metrics;
-use crate::schema::{EventMeta, EventSchema, event_id, event_uid};
+use crate::partition::{RetentionPolicy, day_name, overlaps};
+use crate::schema::EventSchema;
+use crate::writer::{Command, WriterState};
+
+/// Batches the tap holds for a slow subscriber before it lags.
+const TAP_CAPACITY: usize = 4096;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -34,22 +49,62 @@ pub enum StoreError {
         path: PathBuf,
         source: tantivy::TantivyError,
     },
-    #[error("the index commit payload in {path} is unreadable: {message}")]
-    Payload { path: PathBuf, message: String },
-    #[error("commit failed, batch not stored: {0}")]
-    Commit(String),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("commit failed, batch not stored: {message}")]
+    Commit {
+        message: String,
+        /// The disk (or a quota) is full.
+        storage_full: bool,
+    },
     #[error("the store is shutting down")]
     Closed,
     #[error("search failed: {0}")]
     Search(#[from] tantivy::TantivyError),
 }
 
+/// How merges are picked: tantivy's log merge policy, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergeOptions {
+    /// Segments of one size class that trigger a merge; 0 disables merging.
+    pub min_segments: usize,
+    /// Segments with more documents are not merged any more.
+    pub max_docs: usize,
+}
+
 /// Tuning of the writer.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub writer_heap_bytes: usize,
+    pub indexing_threads: usize,
+    pub max_open_writers: usize,
     pub commit_interval: Duration,
     pub commit_max_docs: usize,
+    pub merge: MergeOptions,
+    pub retention: RetentionPolicy,
+    pub retention_interval: Duration,
+}
+
+impl StoreOptions {
+    /// Small settings for unit tests.
+    pub fn for_tests() -> StoreOptions {
+        StoreOptions {
+            writer_heap_bytes: 16 << 20,
+            indexing_threads: 1,
+            max_open_writers: 4,
+            commit_interval: Duration::from_millis(5),
+            commit_max_docs: 10_000,
+            merge: MergeOptions {
+                min_segments: 8,
+                max_docs: 1_000_000,
+            },
+            retention: RetentionPolicy {
+                max_age_days: 0,
+                max_total_bytes: 0,
+            },
+            retention_interval: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// What the server answers for a stored batch.
@@ -60,36 +115,36 @@ pub struct AckInfo {
     pub high_water: u64,
 }
 
-enum Command {
-    Append {
-        collector_id: String,
-        sequence: u64,
-        events: Vec<WireEvent>,
-        received_at_nanos: i64,
-        reply: oneshot::Sender<Result<AckInfo, StoreError>>,
-    },
-    HighWater {
-        collector_id: String,
-        reply: oneshot::Sender<u64>,
-    },
-    /// Commit and ack what is pending, then stop taking batches.
-    Shutdown { done: oneshot::Sender<()> },
+/// A batch as the writer took it, before its commit: what the tap publishes.
+#[derive(Debug)]
+pub struct TapBatch {
+    pub collector_id: String,
+    pub sequence: u64,
+    /// Server receive time of the batch; strictly increasing from batch to batch.
+    pub received_at_nanos: i64,
+    pub events: Vec<WireEvent>,
 }
 
-/// The commit payload: per-collector high-water marks.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Payload {
-    version: u32,
-    collectors: HashMap<String, u64>,
+/// One day of the index.
+#[derive(Clone)]
+pub struct Partition {
+    pub day: i64,
+    pub index: Index,
+    pub reader: IndexReader,
 }
+
+/// The partitions by day, shared by the writer (which adds and drops them) and searches.
+pub type Partitions = Arc<RwLock<BTreeMap<i64, Partition>>>;
 
 /// A handle to the store, cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pub schema: Arc<EventSchema>,
-    pub index: Index,
-    pub reader: IndexReader,
+    partitions: Partitions,
     tx: mpsc::Sender<Command>,
+    tap: broadcast::Sender<Arc<TapBatch>>,
+    committed_received_at: watch::Receiver<i64>,
+    tapped_received_at: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// The writer thread; [`Store::shutdown`] stops it after a last commit.
@@ -103,63 +158,105 @@ impl WriterThread {
     }
 }
 
+/// Opens (or creates) the partition of `day` under `dir`.
+pub(crate) fn open_partition(
+    dir: &Path,
+    day: i64,
+    schema: &EventSchema,
+) -> Result<Partition, StoreError> {
+    let path = dir.join(day_name(day));
+    std::fs::create_dir_all(&path).map_err(|source| StoreError::CreateDir {
+        path: path.clone(),
+        source,
+    })?;
+    let open_err = |source| StoreError::Open {
+        path: path.clone(),
+        source,
+    };
+    let mmap = MmapDirectory::open(&path).map_err(|e| open_err(e.into()))?;
+    let index = Index::open_or_create(mmap, schema.schema.clone()).map_err(open_err)?;
+    let reader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()
+        .map_err(open_err)?;
+    Ok(Partition { day, index, reader })
+}
+
 impl Store {
-    /// Opens (or creates) the index under `data_dir/index` and starts the writer thread.
+    /// Opens (or creates) the store under `data_dir/partitions`, drops documents of
+    /// generations the manifest does not cover, and starts the writer thread.
     pub fn open(
         data_dir: &Path,
         options: &StoreOptions,
         metrics: Arc<Metrics>,
     ) -> Result<(Store, WriterThread), StoreError> {
-        let path = data_dir.join("index");
-        std::fs::create_dir_all(&path).map_err(|source| StoreError::CreateDir {
-            path: path.clone(),
+        let dir = data_dir.join("partitions");
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
+            path: dir.clone(),
             source,
         })?;
+        let legacy = data_dir.join("index").join("meta.json");
+        if legacy.exists() {
+            warn!(path = %legacy.display(), "an index of the single-index format is present and is not read; events there are not searchable");
+        }
         let schema = Arc::new(EventSchema::new());
-        let open_err = |source| StoreError::Open {
-            path: path.clone(),
+        let manifest = Manifest::load(&dir)?;
+        let mut parts = BTreeMap::new();
+        let entries = std::fs::read_dir(&dir).map_err(|source| StoreError::CreateDir {
+            path: dir.clone(),
             source,
-        };
-        let dir = MmapDirectory::open(&path).map_err(|e| open_err(e.into()))?;
-        let index = Index::open_or_create(dir, schema.schema.clone()).map_err(open_err)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()
-            .map_err(open_err)?;
-        let payload = read_payload(&index).map_err(|message| StoreError::Payload {
-            path: path.clone(),
-            message,
         })?;
-        let writer: IndexWriter = index.writer(options.writer_heap_bytes).map_err(open_err)?;
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            if let Some(day) = name.to_str().and_then(crate::partition::parse_day_name) {
+                parts.insert(day, open_partition(&dir, day, &schema)?);
+            }
+        }
+        let docs: u64 = parts
+            .values()
+            .map(|p: &Partition| p.reader.searcher().num_docs())
+            .sum();
         info!(
-            path = %path.display(),
-            collectors = payload.collectors.len(),
-            docs = reader.searcher().num_docs(),
-            "index opened"
+            path = %dir.display(),
+            partitions = parts.len(),
+            generation = manifest.generation,
+            collectors = manifest.collectors.len(),
+            docs,
+            "store opened"
         );
+        let partitions: Partitions = Arc::new(RwLock::new(parts));
         let (tx, rx) = mpsc::channel(1024);
-        let state = WriterState {
-            writer,
-            reader: reader.clone(),
-            schema: schema.clone(),
-            committed: payload.collectors.clone(),
-            pending_hw: payload.collectors,
-            pending: Vec::new(),
-            pending_docs: 0,
+        let (tap, _) = broadcast::channel(TAP_CAPACITY);
+        let (committed_tx, committed_rx) = watch::channel(0_i64);
+        let tapped = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let mut state = WriterState::new(
+            dir,
+            schema.clone(),
+            partitions.clone(),
+            manifest,
+            options.clone(),
             metrics,
-        };
-        let options = options.clone();
+            tap.clone(),
+            committed_tx,
+            tapped.clone(),
+        );
+        state.reconcile_at_open();
         let handle = std::thread::Builder::new()
             .name("logward-writer".into())
-            .spawn(move || state.run(rx, &options))
-            .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
+            .spawn(move || state.run(rx))
+            .map_err(|e| StoreError::Commit {
+                message: format!("cannot start writer thread: {e}"),
+                storage_full: false,
+            })?;
         Ok((
             Store {
                 schema,
-                index,
-                reader,
+                partitions,
                 tx,
+                tap,
+                committed_received_at: committed_rx,
+                tapped_received_at: tapped,
             },
             WriterThread(handle),
         ))
@@ -171,14 +268,12 @@ impl Store {
         collector_id: String,
         sequence: u64,
         events: Vec<WireEvent>,
-        received_at_nanos: i64,
     ) -> Result<AckInfo, StoreError> {
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Append {
             collector_id,
             sequence,
             events,
-            received_at_nanos,
             reply,
         };
         self.tx.send(cmd).await.map_err(|_| StoreError::Closed)?;
@@ -206,189 +301,55 @@ impl Store {
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)
     }
-}
 
-fn read_payload(index: &Index) -> Result<Payload, String> {
-    let metas = index.load_metas().map_err(|e| e.to_string())?;
-    match metas.payload {
-        None => Ok(Payload::default()),
-        Some(text) => serde_json::from_str(&text).map_err(|e| e.to_string()),
+    /// Runs retention now (it also runs on its schedule); returns the days deleted.
+    pub async fn apply_retention(&self) -> Result<Vec<i64>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Retention { reply: Some(reply) })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)
     }
-}
 
-struct WriterState {
-    writer: IndexWriter,
-    reader: IndexReader,
-    schema: Arc<EventSchema>,
-    /// High-water marks as of the last commit (durable).
-    committed: HashMap<String, u64>,
-    /// High-water marks including batches added since.
-    pending_hw: HashMap<String, u64>,
-    pending: Vec<(oneshot::Sender<Result<AckInfo, StoreError>>, AckInfo)>,
-    pending_docs: usize,
-    metrics: Arc<Metrics>,
-}
-
-impl WriterState {
-    fn run(mut self, mut rx: mpsc::Receiver<Command>, options: &StoreOptions) {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(error) => {
-                error!(%error, "cannot start the writer runtime");
-                return;
-            }
+    /// Searchers of the partitions that overlap `[start, end)`, oldest day first.
+    pub fn searchers(&self, start: Option<i64>, end: Option<i64>) -> Vec<(i64, Searcher)> {
+        let parts = match self.partitions.read() {
+            Ok(parts) => parts,
+            Err(poisoned) => poisoned.into_inner(),
         };
-        rt.block_on(async {
-            let mut deadline: Option<tokio::time::Instant> = None;
-            loop {
-                let cmd = match deadline {
-                    None => rx.recv().await,
-                    Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
-                        Ok(cmd) => cmd,
-                        Err(_) => {
-                            self.commit();
-                            deadline = None;
-                            continue;
-                        }
-                    },
-                };
-                let Some(cmd) = cmd else { break };
-                if let Command::Shutdown { done } = cmd {
-                    self.commit();
-                    let _ = done.send(());
-                    break;
-                }
-                self.handle(cmd);
-                if self.pending.is_empty() {
-                    deadline = None;
-                } else if self.pending_docs >= options.commit_max_docs {
-                    self.commit();
-                    deadline = None;
-                } else if deadline.is_none() {
-                    deadline = Some(tokio::time::Instant::now() + options.commit_interval);
-                }
-            }
-        });
-        self.commit();
-        debug!("writer stopped");
+        parts
+            .values()
+            .filter(|p| overlaps(p.day, start, end))
+            .map(|p| (p.day, p.reader.searcher()))
+            .collect()
     }
 
-    fn handle(&mut self, cmd: Command) {
-        match cmd {
-            Command::Shutdown { .. } => {}
-            Command::HighWater {
-                collector_id,
-                reply,
-            } => {
-                let _ = reply.send(self.committed.get(&collector_id).copied().unwrap_or(0));
-            }
-            Command::Append {
-                collector_id,
-                sequence,
-                events,
-                received_at_nanos,
-                reply,
-            } => {
-                let high_water = self.pending_hw.get(&collector_id).copied().unwrap_or(0);
-                let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
-                if sequence <= high_water {
-                    self.metrics.events_duplicate.inc_by(u64::from(count));
-                    let info = AckInfo {
-                        sequence,
-                        duplicates: count,
-                        high_water,
-                    };
-                    let durable = self.committed.get(&collector_id).copied().unwrap_or(0);
-                    if sequence <= durable {
-                        let _ = reply.send(Ok(AckInfo {
-                            high_water: durable,
-                            ..info
-                        }));
-                    } else {
-                        self.pending.push((reply, info));
-                    }
-                    return;
-                }
-                self.pending_docs += events.len();
-                self.pending_hw.insert(collector_id.clone(), sequence);
-                let info = AckInfo {
-                    sequence,
-                    duplicates: 0,
-                    high_water: sequence,
-                };
-                self.pending.push((reply, info));
-                for (index, event) in events.iter().enumerate() {
-                    let id = event_id(&collector_id, sequence, index);
-                    let meta = EventMeta {
-                        id: &id,
-                        uid: event_uid(&id),
-                        received_at_nanos,
-                    };
-                    let doc = self.schema.document(event, &meta);
-                    if let Err(error) = self.writer.add_document(doc) {
-                        self.fail_pending(&format!("indexing failed: {error}"));
-                        return;
-                    }
-                }
-            }
-        }
+    /// A query parser for the event schema, `message` as the default field, AND between
+    /// terms.
+    pub fn query_parser(&self) -> QueryParser {
+        let mut parser = QueryParser::new(
+            self.schema.schema.clone(),
+            vec![self.schema.message],
+            TokenizerManager::default(),
+        );
+        parser.set_conjunction_by_default();
+        parser
     }
 
-    /// Commits what is pending with the high-water marks as payload, reloads the reader,
-    /// and answers every pending batch.
-    fn commit(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let started = Instant::now();
-        let payload = Payload {
-            version: 1,
-            collectors: self.pending_hw.clone(),
-        };
-        let committed = serde_json::to_string(&payload)
-            .map_err(|e| e.to_string())
-            .and_then(|text| {
-                let mut prepared = self.writer.prepare_commit().map_err(|e| e.to_string())?;
-                prepared.set_payload(&text);
-                prepared.commit().map_err(|e| e.to_string())
-            });
-        if let Err(message) = committed {
-            self.fail_pending(&format!("commit failed: {message}"));
-            return;
-        }
-        // Durable from here on: ack even if the reader cannot reload right now.
-        if let Err(error) = self.reader.reload() {
-            warn!(%error, "reader reload after commit failed; results may lag until the next commit");
-        }
-        let pending = std::mem::take(&mut self.pending);
-        let docs = std::mem::take(&mut self.pending_docs);
-        self.committed = self.pending_hw.clone();
-        self.metrics.events_indexed.inc_by(docs as u64);
-        self.metrics.commits.inc();
-        self.metrics.set_store_error(None);
-        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        debug!(docs, batches = pending.len(), elapsed_ms, "committed");
-        for (reply, info) in pending {
-            let _ = reply.send(Ok(info));
-        }
+    /// Subscribes to batches as the writer takes them, before their commit.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<TapBatch>> {
+        self.tap.subscribe()
     }
 
-    /// Drops everything since the last commit and answers each pending batch with the
-    /// error: nothing of it is acked, so collectors resend it.
-    fn fail_pending(&mut self, message: &str) {
-        error!(error = %message, docs = self.pending_docs, "store failure, pending batches not acked");
-        self.metrics.commit_failures.inc();
-        self.metrics.set_store_error(Some(message.to_owned()));
-        if let Err(error) = self.writer.rollback() {
-            warn!(%error, "rollback after a store failure failed");
-        }
-        self.pending_hw = self.committed.clone();
-        self.pending_docs = 0;
-        for (reply, _) in std::mem::take(&mut self.pending) {
-            let _ = reply.send(Err(StoreError::Commit(message.to_owned())));
-        }
+    /// Receive time of the last batch published on the tap.
+    pub fn tapped_received_at(&self) -> i64 {
+        self.tapped_received_at
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Watches the receive time up to which every tapped batch is committed (or failed).
+    pub fn committed_received_at(&self) -> watch::Receiver<i64> {
+        self.committed_received_at.clone()
     }
 }

@@ -69,3 +69,95 @@ fn bad_input_is_a_clear_error_not_a_panic() {
         "cannot read config file",
     );
 }
+
+const RULE: &str = "title: Failed ssh password
+id: 7d1c2e2a-0000-4000-8000-000000000001
+status: test
+level: medium
+logsource:
+  product: linux
+  service: sshd
+detection:
+  sel:
+    message|contains: 'Failed password'
+  condition: sel
+";
+
+#[test]
+fn rules_check_reports_each_bad_file_and_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("good.yml"), RULE).expect("write");
+    let out = server()
+        .args(["rules", "check"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        dir.path().join("bad.yml"),
+        "title: broken\ndetection:\n  condition: nope\n",
+    )
+    .expect("write");
+    let out = server()
+        .args(["rules", "check"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bad.yml") && stderr.contains("nope"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("good.yml"), "{stderr}");
+}
+
+#[test]
+fn rules_test_prints_one_json_line_per_detection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rule = dir.path().join("rule.yml");
+    std::fs::write(&rule, RULE).expect("write");
+    let events = dir.path().join("events.jsonl");
+    let lines = [
+        r#"{"message":"Accepted publickey for bob"}"#,
+        r#"{"message":"Failed password for root from 203.0.113.9 port 22 ssh2"}"#,
+    ];
+    std::fs::write(&events, lines.join("\n")).expect("write");
+    let out = server()
+        .args(["rules", "test", "--ignore-logsource"])
+        .arg(&rule)
+        .arg(&events)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let detections: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(detections.len(), 1, "{stdout}");
+    assert_eq!(
+        detections[0]["rule_id"],
+        "7d1c2e2a-0000-4000-8000-000000000001"
+    );
+    assert_eq!(detections[0]["level"], "medium");
+    assert_eq!(detections[0]["event_index"], 1);
+    let missing = server()
+        .args(["rules", "test"])
+        .arg(&rule)
+        .arg("/nonexistent.jsonl")
+        .output()
+        .expect("runs");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}

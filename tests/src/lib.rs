@@ -2,6 +2,9 @@
 //! `logward-collector` binaries on free ports with temp dirs, write Docker json-file
 //! logs in the real on-disk layout, and query the HTTP API.
 
+pub mod docker;
+pub mod grpc;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,10 +19,11 @@ use serde_json::Value;
 /// to date first, so `cargo test -p logward-e2e` never drives stale binaries.
 pub fn bin_path(name: &str) -> PathBuf {
     static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(build_binaries);
-    let dir = match std::env::var_os("LOGWARD_BIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
+    let dir = match (BIN_DIR.get(), std::env::var_os("LOGWARD_BIN_DIR")) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(dir)) => PathBuf::from(dir),
+        (None, None) => {
+            BUILT.call_once(build_binaries);
             let exe = std::env::current_exe().expect("test executable path");
             // target/<profile>/deps/<test> -> target/<profile>
             exe.parent()
@@ -35,6 +39,14 @@ pub fn bin_path(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+static BIN_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes [`bin_path`] look in `dir` (and build nothing); for harnesses such as the
+/// benchmarks, whose binaries sit next to their own executable.
+pub fn use_bin_dir(dir: PathBuf) {
+    let _ = BIN_DIR.set(dir);
 }
 
 /// Builds the workspace's binaries in the profile of this test executable.

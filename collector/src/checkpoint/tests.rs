@@ -3,7 +3,11 @@
 use super::*;
 
 fn key(ino: u64) -> FileKey {
-    FileKey { dev: 7, ino }
+    FileKey {
+        dev: 7,
+        ino,
+        fp: 0xabc,
+    }
 }
 
 fn record(sequence: u64, ino: u64, start: u64, end: u64) -> JournalRecord {
@@ -15,6 +19,7 @@ fn record(sequence: u64, ino: u64, start: u64, end: u64) -> JournalRecord {
             start,
             end,
         }],
+        synthetic: Vec::new(),
     }
 }
 
@@ -53,6 +58,7 @@ fn save_and_load_round_trip() {
                 key: key(ino),
                 path: PathBuf::from(format!("/d/c{ino}/c{ino}-json.log")),
                 offset,
+                len: offset,
             },
         );
     }
@@ -69,10 +75,11 @@ fn save_and_load_round_trip() {
     // The documented on-disk shape.
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tmp.path().join(STATE_FILE)).unwrap()).unwrap();
-    assert_eq!(json["version"], 1);
+    assert_eq!(json["version"], 2);
     assert_eq!(json["acked_sequence"], 41);
     assert_eq!(json["files"][0]["dev"], 7);
     assert_eq!(json["files"][0]["ino"], 1);
+    assert_eq!(json["files"][0]["fp"], 0xabc);
     assert_eq!(json["files"][0]["offset"], 5);
     assert_eq!(json["files"][0]["path"], "/d/c1/c1-json.log");
 }
@@ -82,9 +89,11 @@ fn corrupt_or_unusable_state_is_set_aside() {
     let cases: &[&[u8]] = &[
         b"{not json",
         b"",
-        br#"{"version":2,"collector_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","acked_sequence":1,"files":[]}"#,
-        br#"{"version":1,"collector_id":"abc","acked_sequence":1,"files":[]}"#,
-        br#"{"version":1,"collector_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","acked_sequence":-1,"files":[]}"#,
+        br#"{"version":3,"collector_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","acked_sequence":1,"files":[]}"#,
+        br#"{"version":2,"collector_id":"abc","acked_sequence":1,"files":[]}"#,
+        br#"{"version":2,"collector_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","acked_sequence":-1,"files":[]}"#,
+        br#"{"version":1,"collector_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","acked_sequence":1,"files":[{"dev":1,"ino":2,"path":"/x","offset":3}]}"#,
+        b"\x00\xff\xfe garbage \x01",
     ];
     for garbage in cases {
         let tmp = tempfile::tempdir().unwrap();
@@ -173,6 +182,12 @@ fn journal_record_format() {
     let line = serde_json::to_string(&record(9, 3, 4, 8)).unwrap();
     assert_eq!(
         line,
-        r#"{"sequence":9,"ranges":[{"dev":7,"ino":3,"path":"/d/c3/c3-json.log","start":4,"end":8}]}"#
+        r#"{"sequence":9,"ranges":[{"dev":7,"ino":3,"fp":2748,"path":"/d/c3/c3-json.log","start":4,"end":8}]}"#
     );
+    let mut with_events = record(9, 3, 4, 8);
+    with_events.synthetic = vec!["0a01".to_owned()];
+    let line = serde_json::to_string(&with_events).unwrap();
+    assert!(line.ends_with(r#""synthetic":["0a01"]}"#), "{line}");
+    let back: JournalRecord = serde_json::from_str(&line).unwrap();
+    assert_eq!(back, with_events);
 }

@@ -25,6 +25,10 @@ pub struct ContainerMeta {
     pub labels: BTreeMap<String, String>,
     /// Creation time in nanoseconds since the Unix epoch, when Docker recorded a parsable one.
     pub created_nanos: Option<i64>,
+    /// The user the container runs as (`Config.User`; empty means root).
+    pub user: String,
+    /// The AppArmor profile Docker applied (`AppArmorProfile`; empty without AppArmor).
+    pub apparmor_profile: String,
 }
 
 impl ContainerMeta {
@@ -76,6 +80,8 @@ struct RawConfigV2 {
     created: Option<String>,
     #[serde(default)]
     config: Option<RawInnerConfig>,
+    #[serde(default)]
+    app_armor_profile: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +91,8 @@ struct RawInnerConfig {
     image: Option<String>,
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    user: Option<String>,
 }
 
 /// Parses the contents of a `config.v2.json`.
@@ -97,12 +105,13 @@ pub fn parse_container_config(bytes: &[u8]) -> Result<ContainerMeta, MetaError> 
         .ok_or(MetaError::MissingId)?;
     let name = raw.name.unwrap_or_default();
     let name = name.strip_prefix('/').unwrap_or(&name).to_owned();
-    let (image, labels) = match raw.config {
+    let (image, labels, user) = match raw.config {
         Some(inner) => (
             inner.image.unwrap_or_default(),
             inner.labels.unwrap_or_default(),
+            inner.user.unwrap_or_default(),
         ),
-        None => (String::new(), BTreeMap::new()),
+        None => (String::new(), BTreeMap::new(), String::new()),
     };
     Ok(ContainerMeta {
         id,
@@ -111,6 +120,8 @@ pub fn parse_container_config(bytes: &[u8]) -> Result<ContainerMeta, MetaError> 
         image_id: raw.image.unwrap_or_default(),
         labels,
         created_nanos: raw.created.as_deref().and_then(|c| parse_time(c).ok()),
+        user,
+        apparmor_profile: raw.app_armor_profile.unwrap_or_default(),
     })
 }
 

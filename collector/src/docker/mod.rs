@@ -1,10 +1,16 @@
-//! The Docker source: finds json-file logs, tails them, and turns their lines into events.
+//! The Docker source: follows containers and their json-file logs (rotation included), turns
+//! their lines into events, and makes the posture and gap audit events.
 
+pub mod chain;
 pub mod decode;
+pub mod events;
+pub mod files;
+pub mod filter;
 pub mod meta;
+pub mod posture;
 pub mod tail;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -12,9 +18,14 @@ use std::time::SystemTime;
 use logward_proto::{Container, Event, Source, Values};
 use prost::bytes::Bytes;
 
-use crate::checkpoint::{FileKey, FileRange};
+use crate::checkpoint::{FileKey, FileRange, FileState};
+use chain::{Chain, Notice, Positions};
+use events::{GapReason, gap_event, posture_event};
+use files::LogReader;
+use filter::Filter;
 use meta::{ContainerMeta, parse_container_config};
-use tail::{Limits, Record, TailItem, Tailer, discover};
+use posture::{Posture, parse_host_config};
+use tail::{Limits, Record, TailItem, Tailer};
 
 /// Field set on events whose message was cut at `max_event_bytes`.
 pub const FIELD_TRUNCATED: &str = "logward.truncated";
@@ -34,18 +45,31 @@ pub struct SourcedEvent {
     pub forced: bool,
 }
 
-struct Watched {
-    tailer: Tailer,
-    container_id: String,
-    /// No more data this round (or a read failed); skipped until the next poll.
-    exhausted: bool,
-    /// The file vanished from the directory; dropped once drained.
-    gone: bool,
+/// A container: its metadata, posture, and files.
+struct ContainerState {
+    meta: Option<CachedMeta>,
+    chain: Chain,
+    /// Listed in the last scan (a removed container's files are read to the end first).
+    present: bool,
+    /// Accepted by the filters.
+    accepted: bool,
+}
+
+impl ContainerState {
+    fn new() -> Self {
+        Self {
+            meta: None,
+            chain: Chain::default(),
+            present: false,
+            accepted: false,
+        }
+    }
 }
 
 struct CachedMeta {
     proto: Container,
-    mtime: Option<SystemTime>,
+    mtimes: (Option<SystemTime>, Option<SystemTime>),
+    posture: Option<Posture>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,57 +79,142 @@ enum Availability {
     Unavailable,
 }
 
+/// Settings of a [`DockerSource`] beyond the directory.
+pub struct SourceOptions {
+    /// Host name stamped on events.
+    pub hostname: String,
+    /// Event size limits.
+    pub limits: Limits,
+    /// Which containers are collected.
+    pub filter: Filter,
+    /// The collector's own container, never collected.
+    pub own_id: Option<String>,
+    /// Files found by the first scan start at their end (`read_from = "end"`, first start).
+    pub start_at_end: bool,
+}
+
+/// Totals the source reports in metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceStats {
+    /// Lines that failed to decode.
+    pub decode_errors: u64,
+    /// Gap events emitted.
+    pub gaps: u64,
+    /// Estimated bytes lost in those gaps.
+    pub bytes_lost: u64,
+    /// Posture events emitted.
+    pub postures: u64,
+}
+
 /// Tails every container log under one Docker directory.
 pub struct DockerSource {
     dir: PathBuf,
-    hostname: String,
-    limits: Limits,
-    files: BTreeMap<FileKey, Watched>,
-    containers: HashMap<String, CachedMeta>,
+    options: SourceOptions,
+    containers: BTreeMap<String, ContainerState>,
     availability: Availability,
-    /// Keys in round-robin order and where the next round starts.
-    order: Vec<FileKey>,
+    /// Container ids in round-robin order and where the next round starts.
+    order: Vec<String>,
     cursor: usize,
-    decode_errors: u64,
+    /// Events the collector made (posture, gap) waiting to be batched.
+    synthetic: VecDeque<Event>,
+    stats: SourceStats,
+    scanned: bool,
 }
 
 impl DockerSource {
     /// A source for `dir`; nothing is read until [`DockerSource::poll`].
-    pub fn new(dir: &Path, hostname: &str, limits: Limits) -> Self {
+    pub fn new(dir: &Path, options: SourceOptions) -> Self {
         Self {
             dir: dir.to_owned(),
-            hostname: hostname.to_owned(),
-            limits,
-            files: BTreeMap::new(),
-            containers: HashMap::new(),
+            options,
+            containers: BTreeMap::new(),
             availability: Availability::Unknown,
             order: Vec::new(),
             cursor: 0,
-            decode_errors: 0,
+            synthetic: VecDeque::new(),
+            stats: SourceStats::default(),
+            scanned: false,
         }
     }
 
-    /// How many files are being tailed.
-    pub fn file_count(&self) -> usize {
-        self.files.len()
+    /// The directory watched.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
-    /// Keys of every tailed file.
-    pub fn keys(&self) -> impl Iterator<Item = FileKey> + '_ {
-        self.files.keys().copied()
+    /// How many containers are being followed.
+    pub fn container_count(&self) -> usize {
+        self.containers.values().filter(|c| c.accepted).count()
     }
 
-    /// Lines that failed to decode so far.
-    pub fn decode_errors(&self) -> u64 {
-        self.decode_errors
+    /// Counters for metrics.
+    pub fn stats(&self) -> SourceStats {
+        self.stats
+    }
+
+    /// Bytes not yet read, per file being read.
+    pub fn lag(&self) -> Vec<(PathBuf, u64)> {
+        self.containers
+            .values()
+            .flat_map(|c| c.chain.lag().map(|(p, _, lag)| (p.to_owned(), lag)))
+            .collect()
+    }
+
+    /// The length last seen of every file being read.
+    pub fn lens(&self) -> Vec<(FileKey, u64)> {
+        self.containers
+            .values()
+            .flat_map(|c| c.chain.lens())
+            .collect()
+    }
+
+    /// Whether the file of a checkpoint entry is still there (being read, or read and not
+    /// yet deleted), found by its fingerprint in its container directory.
+    pub fn knows(&self, file: &FileState) -> bool {
+        container_of(&file.path)
+            .and_then(|id| self.containers.get(&id))
+            .is_some_and(|c| c.chain.knows(file.key.fp))
+    }
+
+    /// Takes the next event the collector made itself.
+    pub fn next_synthetic(&mut self) -> Option<Event> {
+        self.synthetic.pop_front()
+    }
+
+    /// Gives back an event taken with [`Self::next_synthetic`] that did not fit.
+    pub fn requeue_synthetic(&mut self, event: Event) {
+        self.synthetic.push_front(event);
+    }
+
+    /// Re-arms every container for reading (new data was written).
+    pub fn wake(&mut self, positions: &Positions<'_>) {
+        let positions = Positions {
+            at_end: false,
+            ..*positions
+        };
+        let mut gaps = Vec::new();
+        for (id, container) in &mut self.containers {
+            let mut notices = Vec::new();
+            let dir = self.dir.join(id);
+            container
+                .chain
+                .wake(&dir, &positions, self.options.limits, &mut notices);
+            gaps.extend(notices.into_iter().filter_map(|n| match n {
+                Notice::Truncated { path, lost } => Some((id.clone(), path, lost)),
+                Notice::Skipped { .. } => None,
+            }));
+        }
+        for (id, path, lost) in gaps {
+            self.gap(&id, &path, lost, GapReason::Truncated);
+        }
     }
 
     /// Looks at the directory once and logs what it found, without opening any file.
     pub fn announce(&mut self) {
-        match discover(&self.dir) {
-            Ok(found) => {
+        match std::fs::read_dir(&self.dir) {
+            Ok(entries) => {
                 tracing::info!(
-                    dir = %self.dir.display(), containers = found.len(), "docker source watching"
+                    dir = %self.dir.display(), containers = entries.count(), "docker source watching"
                 );
                 self.availability = Availability::Watching;
             }
@@ -119,13 +228,14 @@ impl DockerSource {
         }
     }
 
-    /// Rescans the directory: starts tailing new files at `start_offset(key)`, refreshes
-    /// container metadata, notices truncation, and re-arms every file for reading. Returns
-    /// whether the directory could be listed. A missing directory is not an error: it is
-    /// checked again on every poll.
-    pub fn poll(&mut self, start_offset: &dyn Fn(FileKey) -> u64) -> bool {
-        let found = match discover(&self.dir) {
-            Ok(found) => found,
+    /// Rescans the directory: follows new containers and files (starting at the positions
+    /// given), refreshes metadata and posture, notices rotation, truncation and gaps, and
+    /// re-arms every file for reading. Returns the start offsets it set without reading
+    /// (`read_from = "end"`), which the caller records as acknowledged. A missing directory
+    /// is not an error: it is checked again on every scan.
+    pub fn poll(&mut self, positions: &Positions<'_>) -> Vec<(FileKey, PathBuf, u64)> {
+        let ids = match list_containers(&self.dir) {
+            Ok(ids) => ids,
             Err(error) => {
                 if self.availability != Availability::Unavailable {
                     tracing::warn!(
@@ -134,121 +244,183 @@ impl DockerSource {
                     );
                     self.availability = Availability::Unavailable;
                 }
-                for watched in self.files.values_mut() {
-                    watched.exhausted = false;
+                for container in self.containers.values_mut() {
+                    container.chain.exhausted = false;
                 }
-                return false;
+                return Vec::new();
             }
         };
-        let mut present = Vec::with_capacity(found.len());
-        for log in &found {
-            self.refresh_meta(&log.container_id, &log.config_path);
-            let key = match log.log_path.metadata() {
-                Ok(meta) => FileKey::of(&meta),
-                Err(_) => continue,
-            };
-            present.push(key);
-            if self.files.contains_key(&key) {
+        let positions = Positions {
+            at_end: positions.at_end && self.options.start_at_end && !self.scanned,
+            ..*positions
+        };
+        for container in self.containers.values_mut() {
+            container.present = false;
+        }
+        let mut skipped = Vec::new();
+        for id in &ids {
+            if self
+                .options
+                .own_id
+                .as_deref()
+                .is_some_and(|own| id.starts_with(own))
+            {
                 continue;
             }
-            match Tailer::open(&log.log_path, start_offset(key), self.limits) {
-                Ok(tailer) => {
-                    tracing::debug!(
-                        path = %log.log_path.display(), offset = tailer.consumed(),
-                        container = %log.container_id, "tailing docker log"
-                    );
-                    self.files.insert(
-                        tailer.key(),
-                        Watched {
-                            tailer,
-                            container_id: log.container_id.clone(),
-                            exhausted: false,
-                            gone: false,
-                        },
-                    );
-                }
-                Err(error) => tracing::warn!(
-                    path = %log.log_path.display(), %error, "cannot open docker log, will retry"
-                ),
-            }
+            self.scan_container(id, &positions, &mut skipped);
         }
-        for (key, watched) in &mut self.files {
-            watched.gone = !present.contains(key);
-            watched.exhausted = false;
-            if let Err(error) = watched.tailer.check_truncation() {
-                tracing::warn!(path = %watched.tailer.path().display(), %error, "cannot stat docker log");
-            }
+        let absent: Vec<String> = self
+            .containers
+            .iter()
+            .filter(|(_, c)| !c.present)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in absent {
+            self.scan_container(&id, &positions, &mut skipped);
         }
         self.containers
-            .retain(|id, _| found.iter().any(|l| &l.container_id == id));
+            .retain(|_, c| c.present || !c.chain.is_empty());
+        if !self.scanned {
+            self.scanned = true;
+            self.report_lost_files(positions.acked);
+        }
         if self.availability != Availability::Watching {
             tracing::info!(
-                dir = %self.dir.display(), containers = found.len(), "docker source watching"
+                dir = %self.dir.display(), containers = ids.len(), "docker source watching"
             );
             self.availability = Availability::Watching;
         }
-        self.order = self.files.keys().copied().collect();
-        true
+        self.order = self.containers.keys().cloned().collect();
+        skipped
     }
 
-    /// The next event from any file, round-robin; `None` when every file is drained for now.
+    fn scan_container(
+        &mut self,
+        id: &str,
+        positions: &Positions<'_>,
+        skipped: &mut Vec<(FileKey, PathBuf, u64)>,
+    ) {
+        let dir = self.dir.join(id);
+        let present = dir.is_dir();
+        self.containers
+            .entry(id.to_owned())
+            .or_insert_with(ContainerState::new)
+            .present = present;
+        if present {
+            self.refresh_meta(id, &dir);
+        }
+        let Some(container) = self.containers.get_mut(id) else {
+            return;
+        };
+        if !container.accepted {
+            return;
+        }
+        let mut notices = Vec::new();
+        if let Err(error) =
+            container
+                .chain
+                .scan(&dir, id, positions, self.options.limits, &mut notices)
+        {
+            tracing::warn!(dir = %dir.display(), %error, "cannot scan container logs, will retry");
+        }
+        for notice in notices {
+            match notice {
+                Notice::Truncated { path, lost } => self.gap(id, &path, lost, GapReason::Truncated),
+                Notice::Skipped { key, path, offset } => {
+                    tracing::info!(path = %path.display(), offset, "read_from = end: starting at the end of the log");
+                    skipped.push((key, path, offset));
+                }
+            }
+        }
+    }
+
+    /// After the first scan: checkpointed files that are gone with bytes never read.
+    fn report_lost_files(&mut self, acked: &BTreeMap<FileKey, FileState>) {
+        let lost: Vec<FileState> = acked
+            .values()
+            .filter(|f| f.len > f.offset && !self.knows(f))
+            .cloned()
+            .collect();
+        for file in lost {
+            let id = container_of(&file.path).unwrap_or_default();
+            let excluded = self.containers.get(&id).is_some_and(|c| !c.accepted);
+            if !excluded {
+                self.gap(
+                    &id,
+                    &file.path,
+                    file.len - file.offset,
+                    GapReason::DeletedBeforeRead,
+                );
+            }
+        }
+    }
+
+    fn gap(&mut self, id: &str, path: &Path, lost: u64, reason: GapReason) {
+        let container = self.container(id);
+        tracing::warn!(
+            container = %id, file = %path.display(), bytes_lost_estimate = lost,
+            reason = reason.as_str(), "log lines lost before they were read"
+        );
+        self.stats.gaps += 1;
+        self.stats.bytes_lost += lost;
+        self.synthetic.push_back(gap_event(
+            &self.options.hostname,
+            &container,
+            &path.display().to_string(),
+            lost,
+            reason,
+            now_nanos(),
+        ));
+    }
+
+    /// The next event from any container, round-robin; `None` when all are drained for now.
     pub fn next_event(&mut self) -> Option<SourcedEvent> {
         let n = self.order.len();
         for step in 0..n {
             let index = (self.cursor + step) % n;
-            let key = self.order[index];
-            let Some(watched) = self.files.get_mut(&key) else {
+            let Some(container) = self.containers.get_mut(&self.order[index]) else {
                 continue;
             };
-            if watched.exhausted {
+            if container.chain.exhausted {
                 continue;
             }
-            match watched.tailer.next_item() {
-                Ok(Some(item)) => {
-                    self.cursor = (index + 1) % n;
-                    let path = watched.tailer.path().to_owned();
-                    let container_id = watched.container_id.clone();
-                    return Some(self.sourced(key, path, &container_id, item));
-                }
-                Ok(None) => {
-                    watched.exhausted = true;
-                    if watched.gone {
-                        tracing::info!(path = %watched.tailer.path().display(), "docker log removed, stop tailing");
-                        self.files.remove(&key);
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(path = %watched.tailer.path().display(), %error, "cannot read docker log, will retry");
-                    watched.exhausted = true;
-                }
+            if let Some((key, path, item)) = container.chain.next_item() {
+                self.cursor = (index + 1) % n;
+                let id = self.order[index].clone();
+                return Some(self.sourced(key, path, &id, item));
             }
         }
         None
     }
 
-    /// Rebuilds the events of a recorded range, in order.
+    /// Rebuilds the events of a recorded range, in order. The file is found by its identity
+    /// wherever it now is in its container directory (renamed by rotation, or gzipped).
     pub fn replay(&mut self, range: &FileRange) -> io::Result<Vec<Event>> {
-        let items =
-            Tailer::read_range(&range.path, range.key, range.start, range.end, self.limits)?;
-        let container_id = range
-            .path
-            .parent()
-            .and_then(Path::file_name)
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let config_path = range.path.with_file_name("config.v2.json");
-        self.refresh_meta(&container_id, &config_path);
+        let (path, reader) = find_file(&range.path, range.key)?;
+        let items = Tailer::read_range(
+            reader,
+            &path,
+            range.key,
+            (range.start, range.end),
+            self.options.limits,
+        )?;
+        let container_id = container_of(&range.path).unwrap_or_default();
+        if let Some(dir) = range.path.parent() {
+            self.containers
+                .entry(container_id.clone())
+                .or_insert_with(ContainerState::new);
+            self.refresh_meta(&container_id, dir);
+        }
         if items.last().map_or(range.start, |i| i.end) != range.end {
             tracing::warn!(
-                path = %range.path.display(), start = range.start, end = range.end,
+                path = %path.display(), start = range.start, end = range.end,
                 "recorded range is no longer complete in the file, resending what is left"
             );
         }
-        let path = range.path.clone();
         Ok(items
             .into_iter()
             .map(|item| {
-                self.sourced(range.key, path.clone(), &container_id, item)
+                self.sourced(range.key, range.path.clone(), &container_id, item)
                     .event
             })
             .collect())
@@ -268,7 +440,7 @@ impl DockerSource {
             end: item.end,
         };
         let mut event = Event {
-            host: self.hostname.clone(),
+            host: self.options.hostname.clone(),
             source: Source::Docker as i32,
             container: Some(self.container(container_id)),
             ..Event::default()
@@ -292,11 +464,11 @@ impl DockerSource {
                 }
             }
             Record::Undecodable { raw, error } => {
-                self.decode_errors += 1;
-                if self.decode_errors == 1 || self.decode_errors.is_multiple_of(1000) {
+                self.stats.decode_errors += 1;
+                let count = self.stats.decode_errors;
+                if count == 1 || count.is_multiple_of(1000) {
                     tracing::warn!(
-                        path = %range.path.display(), offset = range.start, %error,
-                        count = self.decode_errors,
+                        path = %range.path.display(), offset = range.start, %error, count,
                         "docker log line is not valid json-file output, shipping it raw"
                     );
                 }
@@ -313,40 +485,164 @@ impl DockerSource {
     }
 
     fn container(&self, id: &str) -> Container {
-        self.containers.get(id).map_or_else(
-            || ContainerMeta::unknown(id).to_proto(),
-            |cached| cached.proto.clone(),
-        )
+        self.containers
+            .get(id)
+            .and_then(|c| c.meta.as_ref())
+            .map_or_else(
+                || ContainerMeta::unknown(id).to_proto(),
+                |cached| cached.proto.clone(),
+            )
     }
 
-    /// (Re-)reads `config.v2.json` when its mtime changed.
-    fn refresh_meta(&mut self, id: &str, config_path: &Path) {
-        let mtime = config_path.metadata().and_then(|m| m.modified()).ok();
-        if let Some(cached) = self.containers.get(id)
-            && cached.mtime == mtime
-        {
+    /// (Re-)reads `config.v2.json` and `hostconfig.json` when their mtimes changed, applies
+    /// the filters, and emits a posture event when the posture is new or changed.
+    fn refresh_meta(&mut self, id: &str, dir: &Path) {
+        let config_path = dir.join("config.v2.json");
+        let host_path = dir.join("hostconfig.json");
+        let mtime = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+        let mtimes = (mtime(&config_path), mtime(&host_path));
+        let Some(container) = self.containers.get_mut(id) else {
+            return;
+        };
+        if container.meta.as_ref().is_some_and(|m| m.mtimes == mtimes) {
             return;
         }
-        let meta = match std::fs::read(config_path) {
-            Ok(bytes) => match parse_container_config(&bytes) {
-                Ok(meta) => meta,
+        let meta = read_meta(id, &config_path);
+        let posture = match std::fs::read(&host_path) {
+            Ok(bytes) => match parse_host_config(&bytes, &meta.user, &meta.apparmor_profile) {
+                Ok(posture) => Some(posture),
                 Err(error) => {
-                    tracing::warn!(path = %config_path.display(), %error, "cannot parse container config");
-                    ContainerMeta::unknown(id)
+                    tracing::warn!(path = %host_path.display(), %error, "cannot parse container host config");
+                    None
                 }
             },
             Err(error) => {
-                tracing::debug!(path = %config_path.display(), %error, "no container config");
-                ContainerMeta::unknown(id)
+                tracing::debug!(path = %host_path.display(), %error, "no container host config");
+                None
             }
         };
+        let accepted = self
+            .options
+            .filter
+            .accepts(&meta.name, &meta.image, &meta.labels);
+        if accepted != container.accepted || container.meta.is_none() {
+            tracing::info!(
+                container = %id, name = %meta.name, image = %meta.image, accepted,
+                "docker container found"
+            );
+        }
         let mut proto = meta.to_proto();
         if proto.id != id {
             proto.id = id.to_owned();
         }
-        self.containers
-            .insert(id.to_owned(), CachedMeta { proto, mtime });
+        // A posture counts as emitted only if the container was collected when it was seen.
+        let previous = container
+            .meta
+            .take()
+            .and_then(|m| m.posture)
+            .filter(|_| container.accepted);
+        container.accepted = accepted;
+        if accepted
+            && let Some(posture) = &posture
+            && previous.as_ref() != Some(posture)
+        {
+            self.stats.postures += 1;
+            self.synthetic.push_back(posture_event(
+                &self.options.hostname,
+                &proto,
+                posture,
+                now_nanos(),
+            ));
+        }
+        container.meta = Some(CachedMeta {
+            proto,
+            mtimes,
+            posture,
+        });
     }
+}
+
+fn read_meta(id: &str, config_path: &Path) -> ContainerMeta {
+    match std::fs::read(config_path) {
+        Ok(bytes) => parse_container_config(&bytes).unwrap_or_else(|error| {
+            tracing::warn!(path = %config_path.display(), %error, "cannot parse container config");
+            ContainerMeta::unknown(id)
+        }),
+        Err(error) => {
+            tracing::debug!(path = %config_path.display(), %error, "no container config");
+            ContainerMeta::unknown(id)
+        }
+    }
+}
+
+/// The id of the container this process runs in, if any (see [`filter::own_container_id`]).
+pub fn own_container_id(hostname: &str) -> Option<String> {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let id = filter::own_container_id(
+        &read("/proc/self/cgroup"),
+        &read("/proc/self/mountinfo"),
+        hostname,
+    );
+    if let Some(id) = &id {
+        tracing::info!(container = %id, "running in a container: its own logs are not collected (include_self = true to collect them)");
+    }
+    id
+}
+
+/// The container id of a log file path: the name of its directory.
+fn container_of(path: &Path) -> Option<String> {
+    path.parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+}
+
+/// Container directories under `dir`, sorted.
+fn list_containers(dir: &Path) -> io::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type().is_ok_and(|t| t.is_dir())
+            && let Ok(id) = entry.file_name().into_string()
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+/// Finds the file `key` near `recorded` (same container directory): the recorded path if it
+/// still is that file, else any log of the container with the same device, inode and
+/// fingerprint, else a gzipped one with the same fingerprint.
+fn find_file(recorded: &Path, key: FileKey) -> io::Result<(PathBuf, LogReader)> {
+    let is_key = |reader: &mut LogReader| -> bool {
+        reader.dev_ino().ok() == Some((key.dev, key.ino))
+            && reader.fingerprint().ok().flatten() == Some(key.fp)
+    };
+    if let Ok(mut reader) = LogReader::open(recorded, false)
+        && is_key(&mut reader)
+    {
+        return Ok((recorded.to_owned(), reader));
+    }
+    let dir = recorded.parent().unwrap_or(Path::new("."));
+    let id = container_of(recorded).unwrap_or_default();
+    for file in files::list_container(dir, &id)? {
+        let Ok(mut reader) = LogReader::open(&file.path, file.gz) else {
+            continue;
+        };
+        let found = if file.gz {
+            reader.fingerprint().ok().flatten() == Some(key.fp)
+        } else {
+            is_key(&mut reader)
+        };
+        if found {
+            return Ok((file.path, reader));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("the file {key} recorded as {} is gone", recorded.display()),
+    ))
 }
 
 fn set_field(event: &mut Event, name: &str, value: &str) {
@@ -363,3 +659,6 @@ pub fn now_nanos() -> i64 {
     let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
     i64::try_from(nanos).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,4 @@
-//! Tailing one json-file log: complete-line splitting, partial-chunk merging, and discovery.
+//! Tailing one json-file log: complete-line splitting, partial-chunk merging, truncation.
 //!
 //! A [`Tailer`] reads a file from an offset in bounded chunks and yields [`TailItem`]s, each
 //! covering a byte range that starts and ends on an event boundary. Turning bytes into items
@@ -6,15 +6,14 @@
 //! so re-reading a recorded range after a crash rebuilds exactly the same events.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use logward_proto::StreamKind;
 
 use super::decode::decode_line;
+use super::files::LogReader;
 use crate::checkpoint::FileKey;
 
 /// How much a tailer reads from its file at a time.
@@ -216,8 +215,10 @@ fn floor_char_boundary(s: &str, at: usize) -> usize {
 pub struct Tailer {
     path: PathBuf,
     key: FileKey,
-    file: File,
+    file: LogReader,
     limits: Limits,
+    /// The file's length when last looked at (plain files only).
+    len_seen: u64,
     /// Bytes read but not yet split; `buf[pos..]` is unconsumed, `buf[0]` is at `base`.
     buf: Vec<u8>,
     pos: usize,
@@ -232,24 +233,30 @@ pub struct Tailer {
 }
 
 impl Tailer {
-    /// Opens `path` to read from `offset`. An offset past the end of the file (the file was
-    /// truncated while nobody watched) restarts at 0 with a warning.
-    pub fn open(path: &Path, offset: u64, limits: Limits) -> io::Result<Self> {
-        let file = File::open(path)?;
-        let meta = file.metadata()?;
+    /// Reads `file` (whose identity is `key`, found at `path`) from `offset`. An offset past
+    /// the end of the file (it was truncated while nobody watched) restarts at 0 with a warning.
+    pub fn new(
+        file: LogReader,
+        path: &Path,
+        key: FileKey,
+        offset: u64,
+        limits: Limits,
+    ) -> io::Result<Self> {
+        let len = file.len()?;
         let mut offset = offset;
-        if meta.len() < offset {
+        if len < offset {
             tracing::warn!(
-                path = %path.display(), offset, len = meta.len(),
+                path = %path.display(), offset, len,
                 "log file is shorter than its checkpoint, reading it from the start"
             );
             offset = 0;
         }
         Ok(Self {
             path: path.to_owned(),
-            key: FileKey::of(&meta),
+            key,
             file,
             limits,
+            len_seen: if len == u64::MAX { 0 } else { len },
             buf: Vec::new(),
             pos: 0,
             base: offset,
@@ -260,25 +267,25 @@ impl Tailer {
         })
     }
 
-    /// Reads exactly the events recorded in `[start, end)` of `path`, which must still be the
-    /// file `key`. Fewer items come back if the file no longer holds the whole range.
+    /// Opens the plain file `path` to read from `offset`; its key carries the fingerprint
+    /// `0` while the file has no first line yet.
+    pub fn open(path: &Path, offset: u64, limits: Limits) -> io::Result<Self> {
+        let mut file = LogReader::open(path, false)?;
+        let (dev, ino) = file.dev_ino()?;
+        let fp = file.fingerprint()?.unwrap_or(0);
+        Self::new(file, path, FileKey { dev, ino, fp }, offset, limits)
+    }
+
+    /// Reads exactly the events recorded in `[start, end)` of `file`, whose identity the
+    /// caller checked. Fewer items come back if the file no longer holds the whole range.
     pub fn read_range(
+        file: LogReader,
         path: &Path,
         key: FileKey,
-        start: u64,
-        end: u64,
+        (start, end): (u64, u64),
         limits: Limits,
     ) -> io::Result<Vec<TailItem>> {
-        let file = File::open(path)?;
-        let meta = file.metadata()?;
-        if FileKey::of(&meta) != key {
-            return Err(io::Error::other(format!(
-                "{} is no longer the file {key} (now {})",
-                path.display(),
-                FileKey::of(&meta)
-            )));
-        }
-        let mut tailer = Self::open(path, 0, limits)?;
+        let mut tailer = Self::new(file, path, key, 0, limits)?;
         tailer.base = start;
         tailer.read_pos = start;
         tailer.limit = Some(end);
@@ -313,14 +320,41 @@ impl Tailer {
         at
     }
 
-    /// Restarts from offset 0 if the file shrank below what was read. Returns whether it did.
-    pub fn check_truncation(&mut self) -> io::Result<bool> {
-        let len = self.file.metadata()?.len();
-        if len >= self.read_pos {
-            return Ok(false);
+    /// Bytes of the file not yet read into an event (plain files; 0 for gzipped ones).
+    pub fn lag(&self) -> u64 {
+        let len = match self.file.len() {
+            Ok(u64::MAX) | Err(_) => self.len_seen,
+            Ok(len) => len,
+        };
+        len.saturating_sub(self.consumed())
+    }
+
+    /// The file's length when last looked at.
+    pub fn len_seen(&self) -> u64 {
+        self.len_seen
+    }
+
+    /// Ships a pending partial line as it is (the file will never grow again).
+    pub fn finish(&mut self) {
+        self.asm.flush(false);
+    }
+
+    /// Restarts from offset 0 if the file shrank below what was read or, with `deep`, if its
+    /// first line changed (it was truncated and written again). Returns the estimate of bytes
+    /// lost (what had been written past the last read and is gone) when it did.
+    pub fn check_truncation(&mut self, deep: bool) -> io::Result<Option<u64>> {
+        let len = self.file.len()?;
+        if self.file.is_gz() {
+            return Ok(None);
         }
+        let rewritten = deep && self.read_pos > 0 && self.file.fingerprint()? != Some(self.key.fp);
+        if len >= self.read_pos && !rewritten {
+            self.len_seen = len;
+            return Ok(None);
+        }
+        let lost = self.len_seen.saturating_sub(self.read_pos);
         tracing::warn!(
-            path = %self.path.display(), offset = self.read_pos, len,
+            path = %self.path.display(), offset = self.read_pos, len, bytes_lost_estimate = lost,
             "log file was truncated, reading it again from the start"
         );
         self.buf.clear();
@@ -329,7 +363,8 @@ impl Tailer {
         self.read_pos = 0;
         self.skip = None;
         self.asm = Assembler::new(self.limits.max_event_bytes);
-        Ok(true)
+        self.len_seen = len;
+        Ok(Some(lost))
     }
 
     /// The next complete event, or `None` when the file holds no complete one yet.
@@ -417,12 +452,7 @@ impl Tailer {
         let old = self.buf.len();
         // `want` is at most READ_CHUNK, so the cast cannot truncate.
         self.buf.resize(old + want as usize, 0);
-        let read = loop {
-            match self.file.read_at(&mut self.buf[old..], self.read_pos) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => break other,
-            }
-        };
+        let read = self.file.read_at(&mut self.buf[old..], self.read_pos);
         let n = match read {
             Ok(n) => n,
             Err(e) => {
@@ -432,52 +462,10 @@ impl Tailer {
         };
         self.buf.truncate(old + n);
         self.read_pos += n as u64;
+        if !self.file.is_gz() {
+            self.len_seen = self.len_seen.max(self.read_pos);
+        }
         Ok(n)
-    }
-}
-
-/// A container log file found on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiscoveredLog {
-    /// The container id (the directory name).
-    pub container_id: String,
-    /// `<dir>/<id>/<id>-json.log`.
-    pub log_path: PathBuf,
-    /// `<dir>/<id>/config.v2.json`.
-    pub config_path: PathBuf,
-}
-
-/// Lists every `<dir>/<id>/<id>-json.log`, sorted by container id. A polling scan for now;
-/// this one function is what an inotify watcher would replace.
-pub fn discover(dir: &Path) -> io::Result<Vec<DiscoveredLog>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let Ok(id) = entry.file_name().into_string() else {
-            continue;
-        };
-        let container_dir = entry.path();
-        let log_path = container_dir.join(format!("{id}-json.log"));
-        if log_path.metadata().is_ok_and(|m| m.is_file()) {
-            found.push(DiscoveredLog {
-                config_path: container_dir.join("config.v2.json"),
-                container_id: id,
-                log_path,
-            });
-        }
-    }
-    found.sort_by(|a, b| a.container_id.cmp(&b.container_id));
-    Ok(found)
-}
-
-/// Device and inode of an open file's metadata.
-impl FileKey {
-    /// The key of a file from its metadata.
-    pub fn of(meta: &std::fs::Metadata) -> Self {
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-        }
     }
 }
 

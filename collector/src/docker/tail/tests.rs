@@ -33,6 +33,11 @@ fn append(path: &Path, bytes: &[u8]) {
     file.write_all(bytes).unwrap();
 }
 
+fn range(path: &Path, key: FileKey, start: u64, end: u64, limits: Limits) -> Vec<TailItem> {
+    let reader = LogReader::open(path, false).unwrap();
+    Tailer::read_range(reader, path, key, (start, end), limits).unwrap()
+}
+
 fn drain(tailer: &mut Tailer) -> Vec<TailItem> {
     std::iter::from_fn(|| tailer.next_item().unwrap()).collect()
 }
@@ -102,7 +107,7 @@ fn check(input: &[u8], max_event_bytes: usize, expected: &[&str]) {
 
         // Re-reading the covered range rebuilds exactly the same items.
         let key = tailer.key();
-        let again = Tailer::read_range(&path, key, 0, at, limits(max_event_bytes)).unwrap();
+        let again = range(&path, key, 0, at, limits(max_event_bytes));
         assert_eq!(again, items, "replay of step {step}");
     }
 }
@@ -214,10 +219,14 @@ fn truncated_file_is_read_again_from_the_start() {
     append(&path, (out("old one\n") + &out("old two\n")).as_bytes());
     let mut tailer = Tailer::open(&path, 0, limits(1024)).unwrap();
     assert_eq!(drain(&mut tailer).len(), 2);
-    assert!(!tailer.check_truncation().unwrap());
+    assert_eq!(tailer.check_truncation(true).unwrap(), None);
 
     std::fs::write(&path, out("new\n")).unwrap();
-    assert!(tailer.check_truncation().unwrap());
+    assert_eq!(
+        tailer.check_truncation(true).unwrap(),
+        Some(0),
+        "everything was read"
+    );
     let items = drain(&mut tailer);
     assert_eq!(items.iter().map(show).collect::<Vec<_>>(), ["new|"]);
     assert_eq!(items[0].start, 0);
@@ -241,39 +250,6 @@ fn idle_partial_is_flushed_and_marked_forced() {
     assert!(!items[0].forced);
     assert!(items[1].forced);
     // Its range alone replays to the same event.
-    let again =
-        Tailer::read_range(&path, tailer.key(), items[1].start, items[1].end, quick).unwrap();
+    let again = range(&path, tailer.key(), items[1].start, items[1].end, quick);
     assert_eq!(again[0].record, items[1].record);
-}
-
-#[test]
-fn read_range_refuses_another_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("x-json.log");
-    append(&path, out("a\n").as_bytes());
-    let key = Tailer::open(&path, 0, limits(1024)).unwrap().key();
-    let other = FileKey {
-        dev: key.dev,
-        ino: key.ino + 1_000_000,
-    };
-    assert!(Tailer::read_range(&path, other, 0, 10, limits(1024)).is_err());
-}
-
-#[test]
-fn discovery_finds_only_json_logs_in_container_dirs() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    for id in ["bbb", "aaa"] {
-        std::fs::create_dir(root.join(id)).unwrap();
-        std::fs::write(root.join(id).join(format!("{id}-json.log")), "").unwrap();
-    }
-    std::fs::create_dir(root.join("ccc")).unwrap(); // no log yet
-    std::fs::write(root.join("ccc").join("config.v2.json"), "{}").unwrap();
-    std::fs::write(root.join("stray-json.log"), "").unwrap();
-    let found = discover(root).unwrap();
-    let ids: Vec<&str> = found.iter().map(|f| f.container_id.as_str()).collect();
-    assert_eq!(ids, ["aaa", "bbb"]);
-    assert_eq!(found[0].log_path, root.join("aaa/aaa-json.log"));
-    assert_eq!(found[0].config_path, root.join("aaa/config.v2.json"));
-    assert!(discover(&root.join("missing")).is_err());
 }

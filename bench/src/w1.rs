@@ -1,0 +1,108 @@
+//! W1: the collector tailing Docker json-file logs and shipping them to a sink that
+//! acks at once, beside the decode limit (plain read + JSON decode of the same bytes).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use logward_e2e::Proc;
+
+use crate::datagen::{DockerData, write_docker_dir};
+use crate::procstat::usage;
+use crate::report::Row;
+use crate::{Opts, sink};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Runs W1 for `files` containers.
+pub async fn run(opts: &Opts, files: usize) -> anyhow::Result<Vec<Row>> {
+    let tmp = tempfile::tempdir()?;
+    let per_file = opts.w1_bytes / files as u64;
+    let data = write_docker_dir(&tmp.path().join("containers"), files, per_file, 1)?;
+    let decode = decode_limit(&data)?;
+
+    let (url, counts) = sink::start().await?;
+    let state = tmp.path().join("state");
+    let args = [
+        "--server",
+        &url,
+        "--docker-dir",
+        &data.dir.display().to_string(),
+        "--state-dir",
+        &state.display().to_string(),
+        "--no-journald",
+        "--hostname",
+        "bench",
+    ]
+    .map(str::to_owned);
+    let started = Instant::now();
+    let mut proc = Proc::spawn("logward-collector", &args, &[("RUST_LOG", "warn")])?;
+    let deadline = started + Duration::from_secs(600);
+    while counts.events.load(Ordering::Relaxed) < data.events {
+        if Instant::now() > deadline {
+            bail!(
+                "W1: only {} of {} events after 600 s",
+                counts.events.load(Ordering::Relaxed),
+                data.events
+            );
+        }
+        if proc.child.try_wait()?.is_some() {
+            bail!("W1: the collector exited:\n{}", proc.log().join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let u = usage(proc.child.id()).context("collector /proc")?;
+    proc.kill9();
+    let gib = data.raw_bytes as f64 / (1024.0 * MIB);
+    let mib_s = data.raw_bytes as f64 / MIB / secs;
+    let label = format!("{files} files");
+    Ok(vec![
+        Row::new(
+            "W1",
+            format!(
+                "collector → sink, {label}, {:.0} MiB raw",
+                data.raw_bytes as f64 / MIB
+            ),
+            mib_s,
+            "MiB/s",
+        )
+        .baseline("read + JSON decode", decode)
+        .target("≥ 150 MiB/s")
+        .note(format!("{:.0} events/s", data.events as f64 / secs)),
+        Row::new(
+            "W1",
+            format!("collector CPU, {label}"),
+            u.cpu_secs / gib,
+            "CPU-s/GiB",
+        ),
+        Row::new(
+            "W1",
+            format!("collector peak RSS, {label}"),
+            u.peak_rss_kib as f64 / 1024.0,
+            "MiB",
+        )
+        .target("≤ 32 MiB"),
+    ])
+}
+
+/// Reads every log file and decodes every line with the collector's own decoder: the
+/// ceiling of what tailing can reach on one core.
+fn decode_limit(data: &DockerData) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut decoded = 0u64;
+    for entry in std::fs::read_dir(&data.dir)? {
+        let dir = entry?.path();
+        let Some(id) = dir.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        let bytes = std::fs::read(dir.join(format!("{id}-json.log")))?;
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            if logward_collector::docker::decode::decode_line(line).is_ok() {
+                decoded += 1;
+            }
+        }
+    }
+    std::hint::black_box(decoded);
+    Ok(data.raw_bytes as f64 / MIB / started.elapsed().as_secs_f64())
+}

@@ -1,0 +1,371 @@
+//! The engine: compiles rules, filters and correlations into one shared matcher and runs
+//! events through it, routing by logsource and prefiltering by literals.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use yaml_rust2::Yaml;
+
+use crate::correlation::{EventRef, Fired, Limits, Spec, State};
+use crate::detection::{CompileCtx, DetectionBlock};
+use crate::error::{RuleError, invalid};
+use crate::event::EventView;
+use crate::logsource::{self, MappingConfig};
+use crate::prefilter::Prefilter;
+use crate::rule::{Document, Meta};
+use crate::yaml::str_list;
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Logsource, field and placeholder mapping.
+    pub mapping: MappingConfig,
+    /// Run every rule on every event, whatever its logsource (`rules test --ignore-logsource`).
+    pub ignore_logsource: bool,
+    /// Correlation limits.
+    pub limits: Limits,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            mapping: MappingConfig::defaults(),
+            ignore_logsource: false,
+            limits: Limits {
+                max_group_keys: 10_000,
+                max_events_per_key: 10_000,
+                out_of_order_tolerance: 5_000_000_000,
+                max_refs: 100,
+            },
+        }
+    }
+}
+
+/// A detection: a rule matched one event, or a correlation's condition was met.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detection {
+    /// The rule's id (its title when it has none).
+    pub rule_id: String,
+    /// The rule's title.
+    pub rule_title: String,
+    /// The rule's level.
+    pub level: Option<String>,
+    /// The rule's tags.
+    pub tags: Vec<String>,
+    /// The correlation's group-by values (empty for single-event rules).
+    pub group: Vec<(String, String)>,
+    /// The events that made it: one for a rule, the contributing ones for a correlation.
+    pub events: Vec<EventRef>,
+    /// Whether this is a correlation detection.
+    pub correlation: bool,
+}
+
+struct CompiledRule {
+    meta: Meta,
+    block: DetectionBlock,
+    source: Option<usize>,
+    filters: Vec<usize>,
+    generate: bool,
+    /// (correlation index, position in its rules)
+    feeds: Vec<(usize, usize)>,
+}
+
+/// Counters the engine exposes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EngineStats {
+    /// Events processed.
+    pub events: u64,
+    /// Rule evaluations (after routing and prefilter).
+    pub evaluations: u64,
+    /// Per correlation rule: (id, live keys, evicted keys, late events, truncated events).
+    pub correlations: Vec<CorrelationStats>,
+}
+
+/// Counters of one correlation rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CorrelationStats {
+    /// The correlation's id or title.
+    pub rule_id: String,
+    /// Live group keys.
+    pub keys: usize,
+    /// Group keys evicted by the cap.
+    pub evictions: u64,
+    /// Events behind the watermark by more than the tolerance (not counted).
+    pub late_events: u64,
+    /// Events dropped from a full group.
+    pub truncated_events: u64,
+}
+
+/// The compiled rule set and its streaming state.
+pub struct Engine {
+    rules: Vec<CompiledRule>,
+    sources: Vec<DetectionBlock>,
+    filters: Vec<DetectionBlock>,
+    corrs: Vec<State>,
+    prefilter: Prefilter,
+    limits: Limits,
+    scratch: Vec<usize>,
+    source_cache: Vec<u8>,
+    events: u64,
+    evaluations: u64,
+}
+
+impl Engine {
+    /// Compiles documents. Every document with a problem gives its own error; the engine is
+    /// built only when there is none.
+    pub fn new(docs: &[Document], cfg: &EngineConfig) -> Result<Self, Vec<RuleError>> {
+        let ctx = cfg.mapping.compile_ctx();
+        let mut errors = Vec::new();
+        let mut rules = Vec::new();
+        let mut source_keys: HashMap<String, usize> = HashMap::new();
+        let mut sources = Vec::new();
+        for d in docs {
+            let Document::Rule { meta, detection } = d else {
+                continue;
+            };
+            let label = meta.label().to_owned();
+            let block = match DetectionBlock::compile(detection, &ctx, "detection") {
+                Ok(b) => b,
+                Err(e) => {
+                    errors.push(e.in_rule(&label));
+                    continue;
+                }
+            };
+            let source = if cfg.ignore_logsource {
+                None
+            } else {
+                match resolve_source(&cfg.mapping, meta, &ctx, &mut source_keys, &mut sources) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        errors.push(e.in_rule(&label));
+                        continue;
+                    }
+                }
+            };
+            rules.push(CompiledRule {
+                meta: meta.clone(),
+                block,
+                source,
+                filters: Vec::new(),
+                generate: true,
+                feeds: Vec::new(),
+            });
+        }
+        let find = |r: &str, rules: &[CompiledRule]| rules.iter().position(|x| x.meta.is_named(r));
+        let mut filters = Vec::new();
+        for d in docs {
+            let Document::Filter { meta, filter } = d else {
+                continue;
+            };
+            match compile_filter(filter, &ctx) {
+                Ok((targets, block)) => {
+                    let fi = filters.len();
+                    filters.push(block);
+                    for t in targets {
+                        match find(&t, &rules) {
+                            Some(ri) => rules[ri].filters.push(fi),
+                            None => errors.push(
+                                invalid("filter.rules", format!("no loaded rule is named '{t}'"))
+                                    .in_rule(meta.label()),
+                            ),
+                        }
+                    }
+                }
+                Err(e) => errors.push(e.in_rule(meta.label())),
+            }
+        }
+        let mut corrs = Vec::new();
+        let mut generate_any: HashMap<usize, bool> = HashMap::new();
+        for d in docs {
+            let Document::Correlation { meta, correlation } = d else {
+                continue;
+            };
+            let spec = match Spec::parse(meta.clone(), correlation, false) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(e.in_rule(meta.label()));
+                    continue;
+                }
+            };
+            let ci = corrs.len();
+            let mut ok = true;
+            for (pos, r) in spec.rules.iter().enumerate() {
+                match find(r, &rules) {
+                    Some(ri) => {
+                        rules[ri].feeds.push((ci, pos));
+                        let g = generate_any.entry(ri).or_insert(false);
+                        *g |= spec.generate;
+                    }
+                    None => {
+                        ok = false;
+                        let msg = format!(
+                            "'{r}' is not a loaded detection rule (correlations of correlations are not supported)"
+                        );
+                        errors.push(invalid("correlation.rules", msg).in_rule(meta.label()));
+                    }
+                }
+            }
+            if ok {
+                corrs.push(State::new(spec));
+            }
+        }
+        for (ri, g) in generate_any {
+            rules[ri].generate = g;
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let reqs: Vec<_> = rules.iter().map(|r| r.block.requirement()).collect();
+        let n_sources = sources.len();
+        Ok(Self {
+            prefilter: Prefilter::new(&reqs),
+            rules,
+            sources,
+            filters,
+            corrs,
+            limits: cfg.limits,
+            scratch: Vec::new(),
+            source_cache: vec![0; n_sources],
+            events: 0,
+            evaluations: 0,
+        })
+    }
+
+    /// Number of detection rules.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Runs one event (its time in Unix nanoseconds) through every rule and correlation.
+    pub fn process(&mut self, ev: &dyn EventView, ts: i64, r: &EventRef) -> Vec<Detection> {
+        self.events += 1;
+        let mut out = Vec::new();
+        let mut cands = std::mem::take(&mut self.scratch);
+        self.prefilter.candidates(ev, &mut cands);
+        self.source_cache.iter_mut().for_each(|c| *c = 0);
+        for &ri in &cands {
+            let rule = &self.rules[ri];
+            if let Some(s) = rule.source {
+                if self.source_cache[s] == 0 {
+                    self.source_cache[s] = if self.sources[s].matches(ev) { 1 } else { 2 };
+                }
+                if self.source_cache[s] == 2 {
+                    continue;
+                }
+            }
+            self.evaluations += 1;
+            if !rule.block.matches(ev) || !rule.filters.iter().all(|f| self.filters[*f].matches(ev))
+            {
+                continue;
+            }
+            if rule.generate {
+                out.push(Detection {
+                    rule_id: rule.meta.label().to_owned(),
+                    rule_title: rule.meta.title.clone(),
+                    level: rule.meta.level.clone(),
+                    tags: rule.meta.tags.clone(),
+                    group: Vec::new(),
+                    events: vec![r.clone()],
+                    correlation: false,
+                });
+            }
+            for &(ci, pos) in &rule.feeds {
+                let fired = self.corrs[ci].on_match(pos, ev, ts, r.clone(), &self.limits);
+                out.extend(
+                    fired
+                        .into_iter()
+                        .map(|f| corr_detection(self.corrs[ci].spec(), f)),
+                );
+            }
+        }
+        self.scratch = cands;
+        out
+    }
+
+    /// Moves correlation time to `now` (Unix ns): expires windows and decides conditions
+    /// that need a closed window (`lt`, `lte`, `eq`, `neq`). Call periodically and at the end.
+    pub fn advance(&mut self, now: i64) -> Vec<Detection> {
+        let mut out = Vec::new();
+        for c in &mut self.corrs {
+            let fired = c.advance(now, &self.limits);
+            out.extend(fired.into_iter().map(|f| corr_detection(c.spec(), f)));
+        }
+        out
+    }
+
+    /// Counters, including correlation key evictions.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            events: self.events,
+            evaluations: self.evaluations,
+            correlations: self
+                .corrs
+                .iter()
+                .map(|c| CorrelationStats {
+                    rule_id: c.spec().meta.label().to_owned(),
+                    keys: c.keys(),
+                    evictions: c.evictions,
+                    late_events: c.late,
+                    truncated_events: c.truncated,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn corr_detection(spec: &Spec, f: Fired) -> Detection {
+    Detection {
+        rule_id: spec.meta.label().to_owned(),
+        rule_title: spec.meta.title.clone(),
+        level: spec.meta.level.clone(),
+        tags: spec.meta.tags.clone(),
+        group: f.group,
+        events: f.events,
+        correlation: true,
+    }
+}
+
+fn resolve_source(
+    mapping: &MappingConfig,
+    meta: &Meta,
+    ctx: &CompileCtx,
+    keys: &mut HashMap<String, usize>,
+    sources: &mut Vec<DetectionBlock>,
+) -> Result<Option<usize>, RuleError> {
+    let hits = mapping.resolve(&meta.logsource)?;
+    if hits.is_empty() {
+        return Ok(None);
+    }
+    let key = meta.logsource.to_string();
+    if let Some(i) = keys.get(&key) {
+        return Ok(Some(*i));
+    }
+    let Some(block) = logsource::predicate(&hits, ctx)? else {
+        return Ok(None);
+    };
+    sources.push(block);
+    keys.insert(key, sources.len() - 1);
+    Ok(Some(sources.len() - 1))
+}
+
+fn compile_filter(f: &Yaml, ctx: &CompileCtx) -> Result<(Vec<String>, DetectionBlock), RuleError> {
+    let targets = str_list(f, "rules", "filter.rules")?;
+    if targets.is_empty() {
+        return Err(RuleError::new(
+            "filter.rules",
+            crate::error::ErrorKind::Missing("rules"),
+        ));
+    }
+    let Yaml::Hash(h) = f else {
+        return Err(invalid("filter", "must be a mapping"));
+    };
+    let rest: yaml_rust2::yaml::Hash = h
+        .iter()
+        .filter(|(k, _)| k.as_str() != Some("rules"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok((
+        targets,
+        DetectionBlock::compile(&Yaml::Hash(rest), ctx, "filter")?,
+    ))
+}

@@ -1,0 +1,451 @@
+//! `GET /api/v1/aggregate`: the top values of a keyword field with their counts (terms),
+//! or event counts per time bucket (date histogram, with a fixed or automatic interval),
+//! over the events matching a query in a time range. Partitions are aggregated with
+//! tantivy's distributed aggregation collector and merged.
+
+use serde::Serialize;
+use serde_json::json;
+use tantivy::aggregation::agg_req::Aggregations;
+use tantivy::aggregation::agg_result::{AggregationResult, BucketEntries, BucketResult};
+use tantivy::aggregation::intermediate_agg_result::IntermediateAggregationResults;
+use tantivy::aggregation::{
+    AggContextParams, AggregationLimitsGuard, DistributedAggregationCollector, Key,
+};
+use tantivy::tokenizer::TokenizerManager;
+
+use crate::partition::DAY_NANOS;
+use crate::query::{QueryError, RangeParams, build_query, parse_common};
+use crate::schema::{CONTAINER_FIELDS, format_nanos};
+use crate::search::{Deadline, SearchError};
+use crate::store::Store;
+
+/// Largest `size` of a terms aggregation.
+pub const MAX_TERMS: usize = 1_000;
+/// Most buckets of a date histogram.
+pub const MAX_BUCKETS: i64 = 10_000;
+/// Buckets an automatic interval aims at, at most.
+const AUTO_BUCKETS: i64 = 100;
+/// Intervals an automatic histogram picks from.
+const NICE_INTERVALS: &[(&str, i64)] = &[
+    ("1s", 1_000_000_000),
+    ("5s", 5_000_000_000),
+    ("10s", 10_000_000_000),
+    ("30s", 30_000_000_000),
+    ("1m", 60_000_000_000),
+    ("5m", 300_000_000_000),
+    ("10m", 600_000_000_000),
+    ("30m", 1_800_000_000_000),
+    ("1h", 3_600_000_000_000),
+    ("3h", 10_800_000_000_000),
+    ("12h", 43_200_000_000_000),
+    ("1d", DAY_NANOS),
+    ("7d", 7 * DAY_NANOS),
+    ("30d", 30 * DAY_NANOS),
+    ("365d", 365 * DAY_NANOS),
+];
+
+const AGG_PARAMS: &str = "q, start, end, type, field, size or interval";
+
+/// What to aggregate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AggKind {
+    Terms {
+        field: String,
+        size: usize,
+    },
+    /// `None` picks an interval from the time range.
+    DateHistogram {
+        interval: Option<(String, i64)>,
+    },
+}
+
+/// A validated aggregation request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregateParams {
+    pub range: RangeParams,
+    pub kind: AggKind,
+}
+
+/// One bucket of the answer.
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct Bucket {
+    /// The field value (terms) or the bucket start, RFC 3339 (histogram).
+    pub key: String,
+    /// Bucket start in Unix milliseconds (histogram only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_ms: Option<i64>,
+    pub count: u64,
+}
+
+/// The body of a successful aggregation.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct AggregateResponse {
+    /// Events matching the query and range.
+    pub total: u64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    pub buckets: Vec<Bucket>,
+    /// Terms only: matching events whose value is not among the buckets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_count: Option<u64>,
+}
+
+/// True for a field whose values can be counted: keyword fields and the JSON objects'
+/// leaves.
+pub fn is_aggregatable(field: &str) -> bool {
+    if matches!(field, "host" | "source" | "stream") {
+        return true;
+    }
+    if let Some(sub) = field.strip_prefix("container.") {
+        return CONTAINER_FIELDS.contains(&sub)
+            || sub.strip_prefix("labels.").is_some_and(|l| !l.is_empty());
+    }
+    field.strip_prefix("fields.").is_some_and(|f| !f.is_empty())
+}
+
+/// Validates the raw query-string pairs of `GET /api/v1/aggregate`.
+pub fn parse_aggregate_params(
+    pairs: &[(String, String)],
+    now_nanos: i64,
+) -> Result<AggregateParams, QueryError> {
+    let allowed = ["q", "start", "end", "type", "field", "size", "interval"];
+    let (range, rest) = parse_common(pairs, &allowed, AGG_PARAMS, now_nanos)?;
+    let get = |name: &str| rest.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    let bad = |name: &'static str, message: String| QueryError::BadParameter { name, message };
+    let kind = match get("type").unwrap_or("terms") {
+        "terms" => {
+            if get("interval").is_some() {
+                return Err(bad(
+                    "interval",
+                    "applies to type=date_histogram only".into(),
+                ));
+            }
+            let field = get("field").ok_or_else(|| bad("field", "is required for terms".into()))?;
+            if !is_aggregatable(field) {
+                return Err(bad(
+                    "field",
+                    format!(
+                        "{field:?} cannot be aggregated; use host, source, stream, container.id, container.name, container.image, container.image_id, container.labels.<label> or fields.<name>"
+                    ),
+                ));
+            }
+            let size = match get("size") {
+                None => 10,
+                Some(v) => match v.parse::<usize>() {
+                    Ok(n) if (1..=MAX_TERMS).contains(&n) => n,
+                    _ => {
+                        return Err(bad(
+                            "size",
+                            format!("{v:?} is not a whole number from 1 to {MAX_TERMS}"),
+                        ));
+                    }
+                },
+            };
+            AggKind::Terms {
+                field: field.to_owned(),
+                size,
+            }
+        }
+        "date_histogram" => {
+            if let Some(f) = get("field")
+                && f != "timestamp"
+            {
+                return Err(bad(
+                    "field",
+                    format!("{f:?}: a date histogram counts by timestamp only"),
+                ));
+            }
+            if get("size").is_some() {
+                return Err(bad("size", "applies to type=terms only".into()));
+            }
+            let interval = match get("interval") {
+                None | Some("auto") => None,
+                Some(v) => Some((
+                    v.to_owned(),
+                    parse_interval(v).map_err(|m| bad("interval", m))?,
+                )),
+            };
+            if let (Some((text, nanos)), Some(s), Some(e)) = (&interval, range.start, range.end)
+                && (e - s) / nanos > MAX_BUCKETS
+            {
+                return Err(bad(
+                    "interval",
+                    format!(
+                        "{text} over this time range makes more than {MAX_BUCKETS} buckets; use a longer interval or 'auto'"
+                    ),
+                ));
+            }
+            AggKind::DateHistogram { interval }
+        }
+        other => {
+            return Err(bad(
+                "type",
+                format!("{other:?} is neither 'terms' nor 'date_histogram'"),
+            ));
+        }
+    };
+    Ok(AggregateParams { range, kind })
+}
+
+/// Parses a fixed interval: a positive whole number and a unit ms, s, m, h or d.
+pub fn parse_interval(v: &str) -> Result<i64, String> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let n: i64 = digits.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+        format!("{v:?}: expected a positive number and a unit (ms, s, m, h or d), e.g. 5m")
+    })?;
+    let unit_nanos = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => DAY_NANOS,
+        _ => {
+            return Err(format!(
+                "{v:?}: unknown unit {unit:?}; use ms, s, m, h or d"
+            ));
+        }
+    };
+    n.checked_mul(unit_nanos)
+        .filter(|n| *n <= 3650 * DAY_NANOS)
+        .ok_or_else(|| format!("{v:?} is longer than ten years"))
+}
+
+/// The automatic interval for a time span: the shortest nice one that makes at most
+/// [`AUTO_BUCKETS`] buckets.
+pub fn auto_interval(span_nanos: i64) -> (&'static str, i64) {
+    NICE_INTERVALS
+        .iter()
+        .copied()
+        .find(|(_, n)| span_nanos / n < AUTO_BUCKETS)
+        .unwrap_or(("365d", 365 * DAY_NANOS))
+}
+
+/// Runs the aggregation. Blocking: call it from a blocking thread.
+pub fn aggregate(
+    store: &Store,
+    p: &AggregateParams,
+    deadline: &Deadline,
+) -> Result<AggregateResponse, SearchError> {
+    let r = &p.range;
+    let query = build_query(
+        &store.query_parser(),
+        &store.schema,
+        &r.query,
+        r.start,
+        r.end,
+    )?;
+    let parts = store.searchers(r.start, r.end);
+    let (request, interval) = match &p.kind {
+        AggKind::Terms { field, size } => (
+            json!({"agg": {"terms": {"field": field, "size": size, "segment_size": (size * 10).max(100)}}}),
+            None,
+        ),
+        AggKind::DateHistogram { interval } => {
+            // Without start or end, the partitions' days bound the range.
+            let first = parts.first().map_or(0, |(d, _)| d * DAY_NANOS);
+            let last = parts.last().map_or(DAY_NANOS, |(d, _)| (d + 1) * DAY_NANOS);
+            let (start, end) = (r.start.unwrap_or(first), r.end.unwrap_or(last));
+            let (text, nanos) = match interval {
+                Some((text, nanos)) => (text.clone(), *nanos),
+                None => {
+                    let (text, nanos) = auto_interval(end.saturating_sub(start));
+                    (text.to_owned(), nanos)
+                }
+            };
+            if end.saturating_sub(start) / nanos > MAX_BUCKETS {
+                return Err(QueryError::BadParameter {
+                    name: "interval",
+                    message: format!("{text} over the stored time range makes more than {MAX_BUCKETS} buckets; give start and end or a longer interval"),
+                }
+                .into());
+            }
+            let mut hist =
+                json!({"field": "timestamp", "fixed_interval": text, "min_doc_count": 0});
+            if let (Some(s), Some(e)) = (r.start, r.end) {
+                hist["extended_bounds"] = json!({"min": s / 1_000_000, "max": (e - 1) / 1_000_000});
+            }
+            (json!({"agg": {"date_histogram": hist}}), Some(text))
+        }
+    };
+    let aggs: Aggregations = serde_json::from_value(request)
+        .map_err(|e| QueryError::Invalid(format!("aggregation request: {e}")))?;
+    let limits = || AggregationLimitsGuard::new(Some(200_000_000), Some(MAX_BUCKETS as u32 + 10));
+    let mut merged: Option<IntermediateAggregationResults> = None;
+    let mut total = 0_u64;
+    for (_, searcher) in &parts {
+        deadline.check()?;
+        let collector = DistributedAggregationCollector::from_aggs(
+            aggs.clone(),
+            AggContextParams::new(limits(), TokenizerManager::default()),
+        );
+        let (count, fruit) =
+            searcher.search(query.as_ref(), &(tantivy::collector::Count, collector))?;
+        total += count as u64;
+        match &mut merged {
+            None => merged = Some(fruit),
+            Some(m) => m.merge_fruits(fruit)?,
+        }
+    }
+    deadline.check()?;
+    let (field, kind) = match &p.kind {
+        AggKind::Terms { field, .. } => (Some(field.clone()), "terms"),
+        AggKind::DateHistogram { .. } => (None, "date_histogram"),
+    };
+    let mut response = AggregateResponse {
+        total,
+        kind: kind.to_owned(),
+        field,
+        interval,
+        buckets: Vec::new(),
+        other_count: matches!(p.kind, AggKind::Terms { .. }).then_some(0),
+    };
+    let Some(merged) = merged else {
+        return Ok(response);
+    };
+    let mut results = merged.into_final_result(aggs, limits())?;
+    match results.0.remove("agg") {
+        Some(AggregationResult::BucketResult(BucketResult::Terms {
+            buckets,
+            sum_other_doc_count,
+            ..
+        })) => {
+            response.other_count = Some(sum_other_doc_count);
+            response.buckets = buckets
+                .into_iter()
+                .map(|b| Bucket {
+                    key: key_text(&b.key),
+                    key_ms: None,
+                    count: b.doc_count,
+                })
+                .collect();
+        }
+        Some(AggregationResult::BucketResult(BucketResult::Histogram { buckets })) => {
+            let entries = match buckets {
+                BucketEntries::Vec(v) => v,
+                BucketEntries::HashMap(m) => m.into_values().collect(),
+            };
+            response.buckets = entries
+                .into_iter()
+                .map(|b| {
+                    let ms = match b.key {
+                        Key::F64(f) => f as i64,
+                        Key::I64(i) => i,
+                        Key::U64(u) => i64::try_from(u).unwrap_or(i64::MAX),
+                        Key::Str(_) => 0,
+                    };
+                    Bucket {
+                        key: format_nanos(ms.saturating_mul(1_000_000)),
+                        key_ms: Some(ms),
+                        count: b.doc_count,
+                    }
+                })
+                .collect();
+            response.buckets.sort_by_key(|b| b.key_ms);
+        }
+        _ => {}
+    }
+    Ok(response)
+}
+
+fn key_text(key: &Key) -> String {
+    match key {
+        Key::Str(s) => s.clone(),
+        Key::F64(f) => f.to_string(),
+        Key::I64(i) => i.to_string(),
+        Key::U64(u) => u.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &[(&str, &str)], expected: &Result<AggKind, &str>) {
+        let pairs: Vec<(String, String)> = input
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let got = parse_aggregate_params(&pairs, 0)
+            .map(|p| p.kind)
+            .map_err(|e| e.to_string());
+        match (&got, expected) {
+            (Ok(g), Ok(e)) => assert_eq!(g, e, "{input:?}"),
+            (Err(g), Err(e)) => assert!(g.contains(e), "{input:?}: {g:?} lacks {e:?}"),
+            _ => panic!("{input:?}: got {got:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn aggregate_parameters() {
+        let terms = |f: &str, size| AggKind::Terms {
+            field: f.into(),
+            size,
+        };
+        check(&[("field", "host")], &Ok(terms("host", 10)));
+        check(
+            &[
+                ("type", "terms"),
+                ("field", "container.labels.com.x"),
+                ("size", "3"),
+            ],
+            &Ok(terms("container.labels.com.x", 3)),
+        );
+        check(&[("field", "message")], &Err("cannot be aggregated"));
+        check(&[("field", "colour")], &Err("cannot be aggregated"));
+        check(&[], &Err("'field': is required"));
+        check(
+            &[("field", "host"), ("size", "100000")],
+            &Err("from 1 to 1000"),
+        );
+        check(&[("field", "host"), ("size", "0")], &Err("from 1 to 1000"));
+        check(
+            &[("type", "date_histogram")],
+            &Ok(AggKind::DateHistogram { interval: None }),
+        );
+        check(
+            &[("type", "date_histogram"), ("interval", "5m")],
+            &Ok(AggKind::DateHistogram {
+                interval: Some(("5m".into(), 300_000_000_000)),
+            }),
+        );
+        check(
+            &[("type", "date_histogram"), ("interval", "5y")],
+            &Err("unknown unit"),
+        );
+        check(
+            &[("type", "date_histogram"), ("interval", "0s")],
+            &Err("positive number"),
+        );
+        check(
+            &[
+                ("type", "date_histogram"),
+                ("interval", "1ms"),
+                ("start", "0"),
+                ("end", "86400000"),
+            ],
+            &Err("more than 10000 buckets"),
+        );
+        check(
+            &[("type", "pie")],
+            &Err("neither 'terms' nor 'date_histogram'"),
+        );
+        check(
+            &[("field", "host"), ("bogus", "1")],
+            &Err("unknown parameter 'bogus'"),
+        );
+    }
+
+    #[test]
+    fn automatic_intervals_stay_under_a_hundred_buckets() {
+        assert_eq!(auto_interval(60 * 1_000_000_000).0, "1s");
+        assert_eq!(auto_interval(3_600 * 1_000_000_000).0, "1m");
+        assert_eq!(auto_interval(DAY_NANOS).0, "30m");
+        assert_eq!(auto_interval(30 * DAY_NANOS).0, "12h");
+        assert_eq!(auto_interval(i64::MAX).0, "365d");
+    }
+}

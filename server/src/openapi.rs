@@ -1,0 +1,116 @@
+//! The OpenAPI 3.1 document served at `/api/v1/openapi.json`. A test checks that it
+//! lists every route of the router and nothing else.
+
+use serde_json::{Value, json};
+
+fn param(name: &str, description: &str, schema: Value) -> Value {
+    let mut p = json!({"name": name, "in": "query", "required": false, "description": description});
+    p["schema"] = schema;
+    p
+}
+
+fn range_params() -> Vec<Value> {
+    vec![
+        param(
+            "q",
+            "Query (Lucene-like, AND by default, `message` is the default field); empty or `*` matches all",
+            json!({"type": "string", "maxLength": 16384}),
+        ),
+        param(
+            "start",
+            "Inclusive start: RFC 3339, Unix milliseconds, `now` or `now-15m` (units ms s m h d w)",
+            json!({"type": "string", "example": "now-1h"}),
+        ),
+        param(
+            "end",
+            "Exclusive end, same forms as start",
+            json!({"type": "string", "example": "now"}),
+        ),
+    ]
+}
+
+fn error_responses() -> Value {
+    json!({
+        "400": {"description": "Bad parameter or query; says what is wrong", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}, "example": {"error": "unknown field 'colour'; known fields are id, timestamp, …"}}}},
+        "503": {"description": "Time budget spent, or the store is unavailable", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    })
+}
+
+fn ok_json(description: &str, schema: Value, example: Value) -> Value {
+    let mut responses = error_responses();
+    let mut body = json!({});
+    body["schema"] = schema;
+    body["example"] = example;
+    responses["200"] = json!({"description": description, "content": {}});
+    responses["200"]["content"]["application/json"] = body;
+    responses
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut search_params = range_params();
+    search_params.extend([
+        param("limit", "Hits per page, default 100, clamped at 10000; 0 returns only `total`; above 1e9 is a 400", json!({"type": "integer", "minimum": 0})),
+        param("order", "By timestamp", json!({"type": "string", "enum": ["desc", "asc"], "default": "desc"})),
+        param("cursor", "`next_cursor` of the previous page, same q, times and order", json!({"type": "string"})),
+        param("fields", "Comma-separated fields to return, e.g. `timestamp,message,container.name`", json!({"type": "string"})),
+        param("highlight", "Add `highlight.message` (fragment, ranges, html) to each hit", json!({"type": "boolean", "default": false})),
+    ]);
+    let mut agg_params = range_params();
+    agg_params.extend([
+        param("type", "`terms` (default) or `date_histogram`", json!({"type": "string", "enum": ["terms", "date_histogram"]})),
+        param("field", "terms: a keyword field (host, source, stream, container.*, container.labels.<l>, fields.<f>); date_histogram: timestamp", json!({"type": "string"})),
+        param("size", "terms: number of top values, 1..1000, default 10", json!({"type": "integer", "minimum": 1, "maximum": 1000})),
+        param("interval", "date_histogram: `auto` (default) or a fixed interval like `30s`, `5m`, `1h`, `1d`; at most 10000 buckets", json!({"type": "string"})),
+    ]);
+    let event_example = json!({"id": "6f1c2d0e-812-17", "timestamp": "2024-05-01T10:00:07.123456789Z", "received_at": "2024-05-01T10:00:07.301225112Z", "host": "web1", "source": "docker", "message": "connect() failed (111: Connection refused)", "stream": "stderr", "container": {"id": "4f3c…", "name": "nginx", "image": "nginx:1.25", "labels": {"app": "frontend"}}, "fields": {}});
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "logward HTTP API", "version": "1", "description": "Search, count, aggregate and tail the audit events logward-server stores. Every error is a JSON object {\"error\": \"…\"}."},
+        "paths": {
+            "/api/v1/search": {"get": {"summary": "Search events, sorted by timestamp, with a stable cursor", "parameters": search_params,
+                "responses": ok_json("A page of hits", json!({"$ref": "#/components/schemas/SearchResponse"}), json!({"total": 1342, "hits": [event_example], "next_cursor": "d1714557607123456789.9f0c3e2a41b7d655"}))}},
+            "/api/v1/count": {"get": {"summary": "Count matching events", "parameters": range_params(),
+                "responses": ok_json("The count", json!({"type": "object", "properties": {"count": {"type": "integer"}}}), json!({"count": 1342}))}},
+            "/api/v1/aggregate": {"get": {"summary": "Top values of a field (terms) or counts per time bucket (date_histogram)", "parameters": agg_params,
+                "responses": ok_json("Buckets", json!({"$ref": "#/components/schemas/AggregateResponse"}), json!({"total": 1342, "type": "terms", "field": "container.name", "buckets": [{"key": "nginx", "count": 1200}, {"key": "api", "count": 142}], "other_count": 0}))}},
+            "/api/v1/tail": {"get": {"summary": "Server-Sent Events of new matching events as they arrive, before commit", "parameters": [
+                    param("q", "Query, as for search", json!({"type": "string"})),
+                    param("heartbeat", "Seconds between heartbeat comments, 1..300, default 15", json!({"type": "integer"})),
+                    {"name": "Last-Event-ID", "in": "header", "required": false, "description": "Resume after this event id: events since then are replayed from the index first", "schema": {"type": "string", "example": "1714557607301225112.9f0c3e2a41b7d655"}}
+                ],
+                "responses": {"200": {"description": "An SSE stream. Each event: `id: <received_at nanos>.<uid hex>` and `data: <event JSON>`; `event: lagged` when the client fell behind, `event: gap` when a resume had more than 10000 events, `: heartbeat` comments", "content": {"text/event-stream": {"schema": {"type": "string"}, "example": "id: 1714557607301225112.9f0c3e2a41b7d655\ndata: {\"id\":\"…\",\"message\":\"…\"}\n\n"}}},
+                    "400": error_responses()["400"].clone()}}},
+            "/api/v1/fields": {"get": {"summary": "Known fields, their types, and whether they are searchable and aggregatable", "parameters": [],
+                "responses": ok_json("Fields", json!({"type": "object", "properties": {"fields": {"type": "array", "items": {"$ref": "#/components/schemas/Field"}}}}), json!({"fields": [{"name": "host", "type": "keyword", "searchable": true, "aggregatable": true}, {"name": "message", "type": "text", "searchable": true, "aggregatable": false}]}))}},
+            "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}},
+            "/healthz": {"get": {"summary": "Health: 503 while the store cannot commit (e.g. a full disk); nothing is acked then", "responses": {
+                "200": {"description": "Healthy", "content": {"application/json": {"example": {"status": "ok"}}}},
+                "503": {"description": "Unhealthy", "content": {"application/json": {"example": {"status": "unhealthy", "error": "commit of partition 2024-05-01 failed: No space left on device"}}}}}}},
+            "/metrics": {"get": {"summary": "Prometheus text metrics", "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"example": "logward_events_indexed_total 1342\n"}}}}}}
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "Event": {"type": "object", "properties": {"id": {"type": "string"}, "timestamp": {"type": "string", "format": "date-time"}, "received_at": {"type": "string", "format": "date-time"}, "host": {"type": "string"}, "source": {"type": "string", "enum": ["docker", "journald", "collector", "unknown"]}, "message": {"type": "string"}, "stream": {"type": "string", "enum": ["stdout", "stderr"]}, "container": {"type": ["object", "null"]}, "fields": {"type": "object"}, "highlight": {"type": "object"}}},
+            "SearchResponse": {"type": "object", "properties": {"total": {"type": "integer"}, "hits": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "next_cursor": {"type": ["string", "null"]}}},
+            "AggregateResponse": {"type": "object", "properties": {"total": {"type": "integer"}, "type": {"type": "string"}, "field": {"type": "string"}, "interval": {"type": "string"}, "other_count": {"type": "integer"}, "buckets": {"type": "array", "items": {"type": "object", "properties": {"key": {"type": "string"}, "key_ms": {"type": "integer"}, "count": {"type": "integer"}}}}}},
+            "Field": {"type": "object", "properties": {"name": {"type": "string"}, "type": {"type": "string", "enum": ["keyword", "text", "date", "object"]}, "searchable": {"type": "boolean"}, "aggregatable": {"type": "boolean"}}}
+        }}
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_and_nothing_else() {
+        let doc = document();
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+        let mut routes = crate::api::ROUTES.to_vec();
+        documented.sort_unstable();
+        routes.sort_unstable();
+        assert_eq!(documented, routes);
+    }
+}

@@ -1,0 +1,131 @@
+//! A gRPC load client for the end-to-end tests: speaks `logward.v1` to the real server
+//! like a collector does (handshake, numbered batches, a window of batches in flight,
+//! resend after a reconnect with the same events), and records what was acknowledged.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use logward_proto::{Batch, Container, Event, IngestClient, Source, StreamKind};
+use tokio::sync::mpsc;
+use tokio_stream_shim::ReceiverStream;
+
+/// Nanoseconds in a day.
+pub const DAY_NANOS: i64 = 86_400 * 1_000_000_000;
+
+/// The events of batch `sequence`, always the same for the same arguments, so a resend
+/// carries exactly what the first send did.
+pub fn batch_events(sequence: u64, per_batch: usize, base_nanos: i64, days: i64) -> Vec<Event> {
+    (0..per_batch)
+        .map(|i| {
+            let seq = i64::try_from(sequence).unwrap_or(0);
+            Event {
+                timestamp_nanos: base_nanos
+                    + (seq % days.max(1)) * DAY_NANOS
+                    + seq * 1_000
+                    + i as i64,
+                host: format!("host{}", sequence % 3),
+                source: Source::Docker as i32,
+                message: format!("load seq {sequence} idx {i}").into_bytes().into(),
+                stream: StreamKind::Stdout as i32,
+                container: Some(Container {
+                    name: format!("app{}", (sequence as usize + i) % 4),
+                    ..Default::default()
+                }),
+                fields: Default::default(),
+            }
+        })
+        .collect()
+}
+
+/// One collector's connection.
+pub struct LoadClient {
+    pub collector_id: String,
+    tx: mpsc::Sender<Batch>,
+    acks: tonic::Streaming<logward_proto::Ack>,
+}
+
+impl LoadClient {
+    /// Connects and handshakes; returns the client and the server's high-water mark.
+    pub async fn connect(url: &str, collector_id: &str) -> anyhow::Result<(LoadClient, u64)> {
+        let mut client = IngestClient::connect(url.to_owned()).await?;
+        let (tx, rx) = mpsc::channel(64);
+        tx.send(Batch {
+            collector_id: collector_id.to_owned(),
+            sequence: 0,
+            events: Vec::new(),
+        })
+        .await?;
+        let mut acks = client.stream(ReceiverStream::new(rx)).await?.into_inner();
+        let first = acks
+            .message()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("stream closed before the handshake ack"))?;
+        Ok((
+            LoadClient {
+                collector_id: collector_id.to_owned(),
+                tx,
+                acks,
+            },
+            first.high_water,
+        ))
+    }
+
+    /// Sends batches `first..=last` made by `make`, at most `window` unacked at once.
+    /// Every ack raises `acked` (acks come in order). Ends at the last ack or the first
+    /// error (for example the server was killed).
+    pub async fn send_range(
+        &mut self,
+        first: u64,
+        last: u64,
+        window: u64,
+        make: impl Fn(u64) -> Vec<Event>,
+        acked: &Arc<AtomicU64>,
+    ) -> anyhow::Result<()> {
+        let mut next = first;
+        let mut waiting = 0_u64;
+        while next <= last || waiting > 0 {
+            if next <= last && waiting < window {
+                self.tx
+                    .send(Batch {
+                        collector_id: self.collector_id.clone(),
+                        sequence: next,
+                        events: make(next),
+                    })
+                    .await?;
+                next += 1;
+                waiting += 1;
+                continue;
+            }
+            let ack = self
+                .acks
+                .message()
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("stream closed"))?;
+            acked.fetch_max(ack.sequence, Ordering::SeqCst);
+            waiting -= 1;
+        }
+        Ok(())
+    }
+}
+
+mod tokio_stream_shim {
+    //! A `Stream` over an mpsc receiver (what tokio-stream's wrapper does), so the e2e
+    //! crate needs no further dependency.
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    pub struct ReceiverStream<T>(pub tokio::sync::mpsc::Receiver<T>);
+
+    impl<T> ReceiverStream<T> {
+        pub fn new(rx: tokio::sync::mpsc::Receiver<T>) -> Self {
+            ReceiverStream(rx)
+        }
+    }
+
+    impl<T> futures::Stream for ReceiverStream<T> {
+        type Item = T;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+            self.0.poll_recv(cx)
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use logward_e2e::Proc;
+use logward_e2e::{Proc, collector_args};
 
 use crate::datagen::{DockerData, write_docker_dir};
 use crate::procstat::usage;
@@ -23,18 +23,7 @@ pub async fn run(opts: &Opts, files: usize) -> anyhow::Result<Vec<Row>> {
 
     let (url, counts) = sink::start().await?;
     let state = tmp.path().join("state");
-    let args = [
-        "--server",
-        &url,
-        "--docker-dir",
-        &data.dir.display().to_string(),
-        "--state-dir",
-        &state.display().to_string(),
-        "--no-journald",
-        "--hostname",
-        "bench",
-    ]
-    .map(str::to_owned);
+    let args = collector_args(&url, &data.dir, &state, "bench");
     let started = Instant::now();
     let mut proc = Proc::spawn("logward-collector", &args, &[("RUST_LOG", "warn")])?;
     let deadline = started + Duration::from_secs(600);

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use logward_e2e::{Proc, Server};
+use logward_e2e::{Proc, Server, collector_args};
 
 use crate::Opts;
 use crate::datagen::{Generator, docker_json_lines, write_docker_dir};
@@ -17,18 +17,7 @@ use crate::procstat::usage;
 use crate::report::{Row, percentile};
 
 fn collector(server: &Server, docker_dir: &Path, state: &Path) -> anyhow::Result<Proc> {
-    let args = [
-        "--server",
-        &server.grpc_url(),
-        "--docker-dir",
-        &docker_dir.display().to_string(),
-        "--state-dir",
-        &state.display().to_string(),
-        "--no-journald",
-        "--hostname",
-        "bench",
-    ]
-    .map(str::to_owned);
+    let args = collector_args(&server.grpc_url(), docker_dir, state, "bench");
     Proc::spawn("logward-collector", &args, &[("RUST_LOG", "warn")])
 }
 

@@ -220,7 +220,7 @@ async fn main_loop(
             }
             _ = save.tick() => {
                 if let Err(error) = pipeline.save().await {
-                    tracing::warn!(error = %error_chain(&error), "cannot save checkpoint, will retry");
+                    tracing::warn!(error = %ship::error_chain(&error), "cannot save checkpoint, will retry");
                 }
                 let lag = metrics.update(pipeline);
                 if lag > 0 && last_lag_log.elapsed() >= LAG_LOG_EVERY {
@@ -259,19 +259,4 @@ async fn sleep_until_opt(deadline: Option<std::time::Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
         None => std::future::pending().await,
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        let part = inner.to_string();
-        // Some errors repeat their source in their own message.
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = inner.source();
-    }
-    text
 }

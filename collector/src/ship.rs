@@ -220,7 +220,7 @@ fn status_text(status: &tonic::Status) -> String {
 }
 
 /// An error with its sources, `a: b: c`.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {

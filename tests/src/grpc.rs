@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use logward_proto::{Batch, Container, Event, IngestClient, Source, StreamKind};
 use tokio::sync::mpsc;
-use tokio_stream_shim::ReceiverStream;
+use tokio_stream::wrappers::ReceiverStream;
 
 /// Nanoseconds in a day.
 pub const DAY_NANOS: i64 = 86_400 * 1_000_000_000;
@@ -105,27 +105,5 @@ impl LoadClient {
             waiting -= 1;
         }
         Ok(())
-    }
-}
-
-mod tokio_stream_shim {
-    //! A `Stream` over an mpsc receiver (what tokio-stream's wrapper does), so the e2e
-    //! crate needs no further dependency.
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    pub struct ReceiverStream<T>(pub tokio::sync::mpsc::Receiver<T>);
-
-    impl<T> ReceiverStream<T> {
-        pub fn new(rx: tokio::sync::mpsc::Receiver<T>) -> Self {
-            ReceiverStream(rx)
-        }
-    }
-
-    impl<T> futures::Stream for ReceiverStream<T> {
-        type Item = T;
-        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-            self.0.poll_recv(cx)
-        }
     }
 }

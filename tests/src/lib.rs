@@ -279,6 +279,27 @@ impl Server {
     }
 }
 
+/// The flags of a collector that ships `docker_dir` to `server_url` under `hostname`
+/// (journald off), keeping its state in `state_dir`.
+pub fn collector_args(
+    server_url: &str,
+    docker_dir: &Path,
+    state_dir: &Path,
+    hostname: &str,
+) -> Vec<String> {
+    vec![
+        "--server".to_owned(),
+        server_url.to_owned(),
+        "--docker-dir".to_owned(),
+        docker_dir.display().to_string(),
+        "--state-dir".to_owned(),
+        state_dir.display().to_string(),
+        "--hostname".to_owned(),
+        hostname.to_owned(),
+        "--no-journald".to_owned(),
+    ]
+}
+
 /// Reads `key=value` from a tracing log line.
 fn field(line: &str, key: &str) -> Option<String> {
     let pat = format!("{key}=");

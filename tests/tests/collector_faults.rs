@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use logward_e2e::docker::{Rng, free_port, server_on};
-use logward_e2e::{DockerLine, FakeContainer, Proc, Server, docker_time};
+use logward_e2e::{DockerLine, FakeContainer, Proc, Server, collector_args, docker_time};
 
 const BASE: i64 = 1_714_557_600;
 const WAIT: Duration = Duration::from_secs(120);
@@ -52,17 +52,7 @@ fn write_rotating(c: &FakeContainer, range: std::ops::Range<usize>) {
 }
 
 fn collector(server: &Server, docker_dir: &Path, state_dir: &Path) -> Proc {
-    let args = [
-        "--server".to_owned(),
-        server.grpc_url(),
-        "--docker-dir".to_owned(),
-        docker_dir.display().to_string(),
-        "--state-dir".to_owned(),
-        state_dir.display().to_string(),
-        "--hostname".to_owned(),
-        "faults".to_owned(),
-        "--no-journald".to_owned(),
-    ];
+    let args = collector_args(&server.grpc_url(), docker_dir, state_dir, "faults");
     Proc::spawn("logward-collector", &args, &[]).expect("collector starts")
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use logward_e2e::{DockerLine, FakeContainer, Proc, Server, docker_time};
+use logward_e2e::{DockerLine, FakeContainer, Proc, Server, collector_args, docker_time};
 use serde_json::Value;
 
 const BASE: i64 = 1_714_557_600; // 2024-05-01T10:00:00Z
@@ -58,17 +58,7 @@ fn write_lines(
 }
 
 fn collector(server: &Server, docker_dir: &std::path::Path, state_dir: &std::path::Path) -> Proc {
-    let args = [
-        "--server".to_owned(),
-        server.grpc_url(),
-        "--docker-dir".to_owned(),
-        docker_dir.display().to_string(),
-        "--state-dir".to_owned(),
-        state_dir.display().to_string(),
-        "--hostname".to_owned(),
-        "e2e-host".to_owned(),
-        "--no-journald".to_owned(),
-    ];
+    let args = collector_args(&server.grpc_url(), docker_dir, state_dir, "e2e-host");
     Proc::spawn("logward-collector", &args, &[]).expect("collector starts")
 }
 

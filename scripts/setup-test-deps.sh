@@ -4,8 +4,10 @@
 #   busybox-static    a static busybox, imported with `docker import` as the tiny test
 #                     image of the Docker engine tests (there is no registry to pull from)
 #   python3-aiosmtpd  a real SMTP server on loopback for the alerting tests
+#   systemd-journal-remote  turns export-format text into real .journal files for the
+#                     journald source tests
 set -euo pipefail
-packages=(busybox-static python3-aiosmtpd)
+packages=(busybox-static python3-aiosmtpd systemd-journal-remote)
 need=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

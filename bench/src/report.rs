@@ -144,7 +144,12 @@ pub fn document(report: &Report) -> String {
          | W6 | the collector's CPU and RSS with 50 idle containers, and at 10k lines/s | — |\n\n\
          Not measured yet: the rsyslog/syslog-ng peer for W1, rules on/off in W2 (rules do not \
          run in the server yet), aggregations in W3, and event→alert latency in W5; they arrive with the features they \
-         measure.\n\n{}",
+         measure.\n\n\
+         The rules engine also has criterion micro-benchmarks (`cargo bench -p logward-rules`): \
+         on rules whose literals the prefilter can use, 10 / 100 / 1,000 rules ran at about \
+         3.3 M / 3.7 M / 2.8 M events/s on one core (2026-11-27), and a correlation key costs \
+         about 420–460 bytes. W4 above is harder on purpose: a quarter of its rules are regular \
+         expressions without a literal prefix, which run on every event of their log source.\n\n{}",
         report.markdown()
     )
 }

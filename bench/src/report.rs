@@ -122,7 +122,7 @@ pub fn percentile(samples: &[f64], p: f64) -> f64 {
 pub fn document(report: &Report) -> String {
     format!(
         "# Benchmarks\n\n\
-         Written by `cargo run --release -p logward-bench -- all` (about 10 minutes; `--quick` \
+         Written by `cargo run --release -p logward-bench -- all` (a few minutes here; `--quick` \
          takes under two and writes to `target/bench/`). Every figure stands beside a reference \
          measured in the same run on the same machine, because absolute numbers on a shared \
          2-core machine drift while ratios hold. CI runs the quick mode only to prove the harness \

@@ -92,6 +92,11 @@ pub struct Spec {
     pub aliases: HashMap<String, HashMap<String, String>>,
     /// `generate`: the referenced rules also report their own matches.
     pub generate: bool,
+    /// For each position of `rules`, the first position that names the same loaded rule
+    /// (set by the engine; the identity after parsing). A rule listed several times is fed
+    /// once per event, so one event fills one position: `temporal_ordered` with
+    /// `[failed, failed, failed, ok]` needs three failures, then a success.
+    pub canon: Vec<usize>,
 }
 
 /// Parses a duration such as `30s`, `5m`, `1h`, `2d`, `1w` into nanoseconds.
@@ -216,7 +221,9 @@ impl Spec {
             Some(_) => return Err(invalid("correlation.generate", "must be true or false")),
         };
         let _ = at;
+        let canon = (0..rules.len()).collect();
         Ok(Self {
+            canon,
             meta,
             kind,
             rules,
@@ -514,10 +521,13 @@ fn evaluate(spec: &Spec, g: &Group, _now: i64, lim: &Limits) -> Option<(f64, Vec
             n[rank.min(n.len() - 1)]
         }
         Kind::Temporal => {
+            // Each position is filled by a distinct event of the rule it names.
             let mut seen = vec![false; spec.rules.len()];
             for (_, p, ..) in &g.items {
-                if let Some(s) = seen.get_mut(*p) {
-                    *s = true;
+                let free = (0..spec.rules.len())
+                    .find(|&i| !seen[i] && spec.canon.get(i).copied().unwrap_or(i) == *p);
+                if let Some(i) = free {
+                    seen[i] = true;
                 }
             }
             let n = seen.iter().filter(|s| **s).count() as f64;
@@ -536,7 +546,7 @@ fn evaluate(spec: &Spec, g: &Group, _now: i64, lim: &Limits) -> Option<(f64, Vec
             let mut next = 0;
             let mut used = Vec::new();
             for (i, (_, p, ..)) in g.items.iter().enumerate() {
-                if *p == next {
+                if spec.canon.get(next).copied().unwrap_or(next) == *p {
                     used.push(i);
                     next += 1;
                     if next == spec.rules.len() {

@@ -180,7 +180,7 @@ impl Engine {
             let Document::Correlation { meta, correlation } = d else {
                 continue;
             };
-            let spec = match Spec::parse(meta.clone(), correlation, false) {
+            let mut spec = match Spec::parse(meta.clone(), correlation, false) {
                 Ok(s) => s,
                 Err(e) => {
                     errors.push(e.in_rule(meta.label()));
@@ -192,6 +192,11 @@ impl Engine {
             for (pos, r) in spec.rules.iter().enumerate() {
                 match find(r, &rules) {
                     Some(ri) => {
+                        // A rule listed again feeds its first position only (`Spec::canon`).
+                        if let Some(&(_, first)) = rules[ri].feeds.iter().find(|f| f.0 == ci) {
+                            spec.canon[pos] = first;
+                            continue;
+                        }
                         rules[ri].feeds.push((ci, pos));
                         let g = generate_any.entry(ri).or_insert(false);
                         *g |= spec.generate;

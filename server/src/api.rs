@@ -22,6 +22,8 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// Loaded rules and stored detections.
+    pub detection: Arc<crate::detect::Shared>,
 }
 
 /// Every route, as the OpenAPI document must list it.
@@ -34,6 +36,8 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/openapi.json",
     "/healthz",
     "/metrics",
+    "/api/v1/detections",
+    "/api/v1/rules",
 ];
 
 /// Builds the router of the HTTP API.
@@ -47,6 +51,8 @@ pub fn router(state: AppState) -> Router {
         .route(ROUTES[5], get(openapi_handler))
         .route(ROUTES[6], get(healthz))
         .route(ROUTES[7], get(metrics))
+        .route(ROUTES[8], get(detections_handler))
+        .route(ROUTES[9], get(rules_handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -150,6 +156,37 @@ async fn fields_handler(
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(axum::Json(json!({ "fields": fields })).into_response())
+}
+
+async fn detections_handler(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = crate::detect::log::parse_list_params(&pairs(raw.as_deref()), now_nanos())?;
+    let list = state
+        .detection
+        .log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .list(&params);
+    Ok(axum::Json(json!({ "count": list.len(), "detections": list })).into_response())
+}
+
+async fn rules_handler(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    parse_common(&pairs(raw.as_deref()), &[], "no parameters", 0)?;
+    let status = state
+        .detection
+        .status
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let mut body = serde_json::to_value(&status)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    body["loaded_at"] = json!(crate::schema::format_nanos(status.loaded_at_nanos));
+    Ok(axum::Json(body).into_response())
 }
 
 async fn openapi_handler() -> axum::Json<Value> {

@@ -25,6 +25,9 @@ pub struct Args {
     /// HTTP API address [default: 127.0.0.1:7421].
     #[arg(long, env = "LOGWARD_HTTP_ADDR", value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// Sigma rules loaded beside the built-in pack, hot-reloaded when files change.
+    #[arg(long, env = "LOGWARD_RULES_DIR", value_name = "DIR")]
+    pub rules_dir: Option<PathBuf>,
     /// Also run a collector for this host (Docker logs) inside the server.
     #[arg(long, env = "LOGWARD_WITH_COLLECTOR")]
     pub with_collector: bool,
@@ -128,6 +131,9 @@ pub fn load(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(addr) = args.http_addr {
         config.http_addr = addr;
+    }
+    if let Some(dir) = &args.rules_dir {
+        config.rules_dir = Some(dir.clone());
     }
     if args.with_collector {
         config.with_collector = true;

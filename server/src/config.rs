@@ -30,6 +30,35 @@ pub struct Config {
     /// `with_collector`. Its `server` is always this server; its `state_dir`
     /// defaults to `<data_dir>/collector`.
     pub collector: toml::Table,
+    /// Directory of Sigma rule files (`*.yml`, `*.yaml`) loaded beside the built-in
+    /// pack and hot-reloaded when a file changes (`--rules-dir`); none by default.
+    pub rules_dir: Option<PathBuf>,
+    /// Live detection settings.
+    pub rules: RulesConfig,
+    /// Extra extractors, run before the built-in ones.
+    pub extract: Vec<crate::extract::ExtractConfig>,
+}
+
+/// Live detection: the built-in pack, reloading, correlation time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Load the built-in rule pack (tune it with Sigma filters in `rules_dir`).
+    pub builtin: bool,
+    /// How often the rules directory is checked for changes, in ms.
+    pub reload_interval_ms: u64,
+    /// How often correlation windows advance to the wall clock, in ms.
+    pub advance_interval_ms: u64,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            builtin: true,
+            reload_interval_ms: 1000,
+            advance_interval_ms: 1000,
+        }
+    }
 }
 
 /// Tuning of the index writers: one per day partition being written.
@@ -64,6 +93,9 @@ impl Default for Config {
             index: IndexConfig::default(),
             retention: RetentionConfig::default(),
             collector: toml::Table::new(),
+            rules_dir: None,
+            rules: RulesConfig::default(),
+            extract: Vec::new(),
         }
     }
 }
@@ -128,6 +160,12 @@ pub enum ConfigError {
     SameAddr(SocketAddr),
     #[error("[collector]: {0}")]
     Collector(String),
+    #[error("rules.{0} is {1}; it must be between 100 and 3600000")]
+    RulesInterval(&'static str, u64),
+    #[error("rules_dir must not be empty")]
+    EmptyRulesDir,
+    #[error("{0}")]
+    Extract(String),
 }
 
 impl Config {
@@ -162,6 +200,32 @@ impl Config {
         if self.grpc_addr == self.http_addr && self.grpc_addr.port() != 0 {
             return Err(ConfigError::SameAddr(self.grpc_addr));
         }
+        for (name, v) in [
+            ("reload_interval_ms", self.rules.reload_interval_ms),
+            ("advance_interval_ms", self.rules.advance_interval_ms),
+        ] {
+            if !(100..=3_600_000).contains(&v) {
+                return Err(ConfigError::RulesInterval(name, v));
+            }
+        }
+        if self
+            .rules_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(ConfigError::EmptyRulesDir);
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for x in &self.extract {
+            x.validate().map_err(ConfigError::Extract)?;
+            if names.contains(&x.name.as_str()) {
+                return Err(ConfigError::Extract(format!(
+                    "[[extract]] name '{}' is used twice",
+                    x.name
+                )));
+            }
+            names.push(&x.name);
+        }
         self.collector_config("http://127.0.0.1:1")?;
         Ok(())
     }
@@ -187,6 +251,17 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError::Collector(e.to_string()))?;
         Ok(config)
+    }
+
+    /// The detector's options derived from `rules_dir` and `[rules]`.
+    pub fn detect_options(&self) -> crate::detect::DetectOptions {
+        crate::detect::DetectOptions {
+            data_dir: self.data_dir.clone(),
+            builtin: self.rules.builtin,
+            rules_dir: self.rules_dir.clone(),
+            reload_interval: Duration::from_millis(self.rules.reload_interval_ms),
+            advance_interval: Duration::from_millis(self.rules.advance_interval_ms),
+        }
     }
 
     /// The store's options derived from `[index]`.
@@ -267,6 +342,31 @@ mod tests {
             Err("max_open_writers is 0"),
         );
         check("[index]\nmerge_min_segments = 0", Ok(()));
+        check(
+            "rules_dir = \"/etc/logward/rules\"\n[rules]\nbuiltin = false",
+            Ok(()),
+        );
+        check(
+            "[rules]\nreload_interval_ms = 5",
+            Err("reload_interval_ms is 5"),
+        );
+        check("[rules]\nbogus = 1", Err("unknown field `bogus`"));
+        check(
+            "[[extract]]\nname = \"app\"\nkind = \"logfmt\"\nwhen = { image = [\"acme/*\"] }",
+            Ok(()),
+        );
+        check(
+            "[[extract]]\nname = \"re\"\nkind = \"regex\"\npattern = \"(?P<user>\\\\w+\"",
+            Err("pattern"),
+        );
+        check(
+            "[[extract]]\nname = \"x\"\nkind = \"xml\"",
+            Err("unknown variant"),
+        );
+        check(
+            "[[extract]]\nname = \"x\"\nkind = \"kv\"\nwhen = { colour = \"red\" }",
+            Err("unknown field `colour`"),
+        );
     }
 
     #[test]

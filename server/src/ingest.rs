@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use crate::error::store_status;
+use crate::extract::Extractors;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -27,14 +28,22 @@ pub struct IngestService {
     metrics: Arc<Metrics>,
     /// Turns true when the server is stopping: streams stop taking batches.
     stopping: watch::Receiver<bool>,
+    /// Fills structured fields before the store indexes and the rules see the events.
+    extractors: Arc<Extractors>,
 }
 
 impl IngestService {
-    pub fn new(store: Store, metrics: Arc<Metrics>, stopping: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        store: Store,
+        metrics: Arc<Metrics>,
+        stopping: watch::Receiver<bool>,
+        extractors: Arc<Extractors>,
+    ) -> Self {
         IngestService {
             store,
             metrics,
             stopping,
+            extractors,
         }
     }
 }
@@ -57,6 +66,7 @@ impl Ingest for IngestService {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             stopping: self.stopping.clone(),
+            extractors: self.extractors.clone(),
             collector_id: None,
         };
         tokio::spawn(session.run(inbound, tx, peer));
@@ -68,6 +78,7 @@ struct Session {
     store: Store,
     metrics: Arc<Metrics>,
     stopping: watch::Receiver<bool>,
+    extractors: Arc<Extractors>,
     collector_id: Option<String>,
 }
 
@@ -142,8 +153,9 @@ impl Session {
         let Batch {
             collector_id,
             sequence,
-            events,
+            mut events,
         } = batch;
+        let extractors = self.extractors.clone();
         if sequence == 0 {
             return Ok(Box::pin(async move {
                 let high_water = store
@@ -163,6 +175,9 @@ impl Session {
             .bytes_received
             .inc_by(events.iter().map(|e| e.message.len() as u64).sum());
         Ok(Box::pin(async move {
+            for event in &mut events {
+                extractors.apply(event);
+            }
             match store.append(collector_id, sequence, events).await {
                 Ok(info) => Ok(Ack {
                     sequence: info.sequence,

@@ -6,7 +6,9 @@ pub mod aggregate;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod detect;
 pub mod error;
+pub mod extract;
 pub mod ingest;
 pub mod manifest;
 pub mod metrics;
@@ -52,6 +54,8 @@ pub enum Error {
     Grpc(#[from] tonic::transport::Error),
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
+    #[error("cannot start detection: {0}")]
+    Detect(std::io::Error),
     #[error("listener address unknown: {0}")]
     LocalAddr(std::io::Error),
 }
@@ -98,12 +102,24 @@ pub async fn run(
     let (store, writer) =
         store::Store::open(&config.data_dir, &config.store_options(), metrics.clone())?;
 
+    let extractors = Arc::new(
+        extract::Extractors::new(&config.extract)
+            .map_err(|e| Error::Config(config::ConfigError::Extract(e)))?,
+    );
+    let (detect_stop_tx, detect_stop_rx) = watch::channel(false);
+    let (detection, alerts, detector) =
+        detect::start(&store, config.detect_options(), detect_stop_rx).map_err(Error::Detect)?;
+    // Alerting (another issue) takes detections from this channel; until then they are
+    // stored and listed only.
+    drop(alerts);
+
     let (stopping_tx, stopping_rx) = watch::channel(false);
     let (grpc_stop_tx, grpc_stop_rx) = watch::channel(false);
     let service = IngestServer::new(ingest::IngestService::new(
         store.clone(),
         metrics.clone(),
         stopping_rx,
+        extractors,
     ))
     .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
     let grpc = tokio::spawn(
@@ -117,6 +133,7 @@ pub async fn run(
     let app = api::router(api::AppState {
         store: store.clone(),
         metrics: metrics.clone(),
+        detection,
     });
     let http = tokio::spawn(
         axum::serve(listeners.http, app)
@@ -165,6 +182,8 @@ pub async fn run(
     let grpc_result = grpc.await;
     let http_result = http.await;
     writer.join().await;
+    let _ = detect_stop_tx.send(true);
+    detector.join().await;
     if let Ok(Err(e)) = grpc_result {
         return Err(Error::Grpc(e));
     }

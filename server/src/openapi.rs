@@ -64,7 +64,31 @@ pub fn document() -> Value {
         param("interval", "date_histogram: `auto` (default) or a fixed interval like `30s`, `5m`, `1h`, `1d`; at most 10000 buckets", json!({"type": "string"})),
     ]);
     let event_example = json!({"id": "6f1c2d0e-812-17", "timestamp": "2024-05-01T10:00:07.123456789Z", "received_at": "2024-05-01T10:00:07.301225112Z", "host": "web1", "source": "docker", "message": "connect() failed (111: Connection refused)", "stream": "stderr", "container": {"id": "4f3c…", "name": "nginx", "image": "nginx:1.25", "labels": {"app": "frontend"}}, "fields": {}});
-    json!({
+    let detection_params = vec![
+        param("rule", "Only this rule id", json!({"type": "string"})),
+        param(
+            "level",
+            "Only these levels, comma-separated",
+            json!({"type": "string", "example": "high,critical"}),
+        ),
+        param(
+            "since",
+            "Detected at or after: RFC 3339, Unix ms, `now`, `now-1h`",
+            json!({"type": "string"}),
+        ),
+        param(
+            "until",
+            "Detected before, same forms as since",
+            json!({"type": "string"}),
+        ),
+        param(
+            "limit",
+            "At most this many, 1..10000, default 100",
+            json!({"type": "integer", "minimum": 1, "maximum": 10000}),
+        ),
+    ];
+    let detection_example = json!({"id": "1714557607301225112-1", "detected_at": "2024-05-01T10:00:07.301225112Z", "detected_at_nanos": 1_714_557_607_301_225_112_i64, "event_time": "2024-05-01T10:00:07.123456789Z", "rule_id": "b2a7…", "rule_title": "SSH brute force", "level": "high", "tags": ["attack.credential_access", "attack.t1110"], "correlation": true, "group": {"ssh.src_ip": "203.0.113.5"}, "event_ids": ["6f1c2d0e-812-17", "6f1c2d0e-812-18"], "host": "web1"});
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "logward HTTP API", "version": "1", "description": "Search, count, aggregate and tail the audit events logward-server stores. Every error is a JSON object {\"error\": \"…\"}."},
         "paths": {
@@ -96,7 +120,14 @@ pub fn document() -> Value {
             "AggregateResponse": {"type": "object", "properties": {"total": {"type": "integer"}, "type": {"type": "string"}, "field": {"type": "string"}, "interval": {"type": "string"}, "other_count": {"type": "integer"}, "buckets": {"type": "array", "items": {"type": "object", "properties": {"key": {"type": "string"}, "key_ms": {"type": "integer"}, "count": {"type": "integer"}}}}}},
             "Field": {"type": "object", "properties": {"name": {"type": "string"}, "type": {"type": "string", "enum": ["keyword", "text", "date", "object"]}, "searchable": {"type": "boolean"}, "aggregatable": {"type": "boolean"}}}
         }}
-    })
+    });
+    doc["paths"]["/api/v1/detections"] = json!({"get": {"summary": "Detections of the live rules, newest first (the last 10000 in memory; all in <data_dir>/detections/)", "parameters": detection_params,
+        "responses": ok_json("Detections", json!({"type": "object", "properties": {"count": {"type": "integer"}, "detections": {"type": "array", "items": {"$ref": "#/components/schemas/Detection"}}}}), json!({"count": 1, "detections": [detection_example]}))}});
+    doc["paths"]["/api/v1/rules"] = json!({"get": {"summary": "Loaded rules with their source (builtin or file), status and level, and load errors", "parameters": [],
+        "responses": ok_json("Rules", json!({"type": "object", "properties": {"builtin": {"type": "boolean"}, "rules_dir": {"type": ["string", "null"]}, "loaded_at": {"type": "string"}, "rules": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "title": {"type": "string"}, "kind": {"type": "string", "enum": ["rule", "correlation", "filter"]}, "source": {"type": "string"}, "status": {"type": ["string", "null"]}, "level": {"type": ["string", "null"]}, "tags": {"type": "array", "items": {"type": "string"}}}}}, "errors": {"type": "array", "items": {"type": "object", "properties": {"source": {"type": "string"}, "error": {"type": "string"}, "effect": {"type": "string"}}}}}}),
+            json!({"builtin": true, "rules_dir": "/etc/logward/rules", "loaded_at": "2024-05-01T10:00:00Z", "rules": [{"id": "local-1", "title": "Shell in web container", "kind": "rule", "source": "/etc/logward/rules/local.yml", "status": "stable", "level": "high", "tags": []}], "errors": [{"source": "/etc/logward/rules/broken.yml", "error": "rule 'x': condition: unknown selection 'sel'", "effect": "the previous version of the file is kept"}]}))}});
+    doc["components"]["schemas"]["Detection"] = json!({"type": "object", "properties": {"id": {"type": "string"}, "detected_at": {"type": "string", "format": "date-time"}, "detected_at_nanos": {"type": "integer"}, "event_time": {"type": "string", "format": "date-time"}, "rule_id": {"type": "string"}, "rule_title": {"type": "string"}, "level": {"type": ["string", "null"]}, "tags": {"type": "array", "items": {"type": "string"}}, "correlation": {"type": "boolean"}, "group": {"type": "object", "additionalProperties": {"type": "string"}}, "event_ids": {"type": "array", "items": {"type": "string"}}, "host": {"type": ["string", "null"]}}});
+    doc
 }
 
 #[cfg(test)]

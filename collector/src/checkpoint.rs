@@ -2,16 +2,20 @@
 //!
 //! On disk, in `state_dir`:
 //! * `state.json`, replaced atomically (temp file, fsync, rename, fsync of the directory):
-//!   `{"version":1,"collector_id":"<uuid>","acked_sequence":N,
-//!     "files":[{"dev":D,"ino":I,"fp":F,"path":"...","offset":O,"len":L}]}`. `offset` is where
+//!   `{"version":3,"collector_id":"<uuid>","acked_sequence":N,
+//!     "files":[{"dev":D,"ino":I,"fp":F,"path":"...","offset":O,"len":L}],
+//!     "journald_cursor":"<cursor>"}`. Version 2 files (no `journald_cursor`) are read as they
+//!   are. `journald_cursor` is the journal cursor of the last entry the server acked (or
+//!   that the filters dropped after it). `offset` is where
 //!   the acked prefix of that file ends: everything before it is durable on the server; `len`
 //!   is the file's length when last seen, so that a file deleted before it was read to the end
 //!   is reported as a gap with an estimate of the bytes lost.
 //! * `inflight.log`, append-only JSON lines, one per batch, written before the batch is
 //!   first sent: `{"sequence":N,"ranges":[{"dev":D,"ino":I,"fp":F,"path":"...","start":S,"end":E}],
-//!   "synthetic":["<hex>"]}`. Re-reading those ranges rebuilds the batch event for event; the
-//!   events the collector makes itself (posture, gap) are stored whole, protobuf in hex, and
-//!   come first in their batch. It is not fsynced (a killed
+//!   "synthetic":["<hex>"],"journald_cursor":"<cursor>"}`. Re-reading those ranges rebuilds the batch event for event; the
+//!   events the collector makes itself (posture, gap) and journald's entries are stored whole,
+//!   protobuf in hex, and come first in their batch; `journald_cursor` is where the journal is
+//!   read up to once that batch is acked. It is not fsynced (a killed
 //!   process keeps the page cache); losing it on power loss is caught by the handshake.
 
 use std::collections::BTreeMap;
@@ -26,7 +30,9 @@ use serde::{Deserialize, Serialize};
 pub const STATE_FILE: &str = "state.json";
 /// Name of the send journal inside the state directory.
 pub const JOURNAL_FILE: &str = "inflight.log";
-const STATE_VERSION: u32 = 2;
+const STATE_VERSION: u32 = 3;
+/// The previous version, without a journald cursor, still read.
+const STATE_VERSION_DOCKER_ONLY: u32 = 2;
 
 /// Stable identity of a tailed file: device and inode, plus a fingerprint of its first line
 /// (at most [`crate::docker::files::FP_BYTES`] bytes), so that an inode reused by a new file is
@@ -88,6 +94,10 @@ pub struct JournalRecord {
     /// first in the batch, before the events of `ranges`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub synthetic: Vec<String>,
+    /// The journald cursor reached once this batch is acked (its journald entries are in
+    /// `synthetic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journald_cursor: Option<String>,
 }
 
 /// The checkpoint proper.
@@ -99,6 +109,8 @@ pub struct State {
     pub acked_sequence: u64,
     /// Acknowledged offsets by file.
     pub files: BTreeMap<FileKey, FileState>,
+    /// The journal cursor up to which every entry is acked (or filtered out).
+    pub journald_cursor: Option<String>,
 }
 
 impl State {
@@ -108,6 +120,7 @@ impl State {
             collector_id: uuid::Uuid::new_v4().to_string(),
             acked_sequence: 0,
             files: BTreeMap::new(),
+            journald_cursor: None,
         }
     }
 
@@ -118,6 +131,7 @@ impl State {
             collector_id: self.collector_id.clone(),
             acked_sequence: self.acked_sequence,
             files: self.files.values().cloned().collect(),
+            journald_cursor: self.journald_cursor.clone(),
         };
         let mut bytes = serde_json::to_vec_pretty(&file)?;
         bytes.push(b'\n');
@@ -126,7 +140,7 @@ impl State {
 
     fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
         let file: StateFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if file.version != STATE_VERSION {
+        if file.version != STATE_VERSION && file.version != STATE_VERSION_DOCKER_ONLY {
             return Err(format!("unsupported state version {}", file.version));
         }
         if uuid::Uuid::parse_str(&file.collector_id).is_err() {
@@ -139,6 +153,7 @@ impl State {
             collector_id: file.collector_id,
             acked_sequence: file.acked_sequence,
             files: file.files.into_iter().map(|f| (f.key, f)).collect(),
+            journald_cursor: file.journald_cursor,
         })
     }
 }
@@ -150,6 +165,8 @@ struct StateFile {
     collector_id: String,
     acked_sequence: u64,
     files: Vec<FileState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    journald_cursor: Option<String>,
 }
 
 /// Why the state directory could not be used.

@@ -11,7 +11,7 @@ use clap::builder::BoolishValueParser;
 
 use crate::config::Config;
 
-/// logward-collector: tails Docker json-file logs and ships them to a logward server.
+/// logward-collector: tails Docker json-file logs and the systemd journal and ships them to a logward server.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(name = "logward-collector", version, about)]
 pub struct Args {
@@ -39,7 +39,7 @@ pub struct Args {
     )]
     pub no_docker: Option<bool>,
 
-    /// Do not collect the systemd journal (not built yet)
+    /// Do not collect the systemd journal
     #[arg(
         long,
         env = "LOGWARD_NO_JOURNALD",
@@ -50,6 +50,10 @@ pub struct Args {
         value_name = "BOOL"
     )]
     pub no_journald: Option<bool>,
+
+    /// Read the journal files of this directory instead of the system journal
+    #[arg(long, env = "LOGWARD_JOURNAL_DIR", value_name = "DIR")]
+    pub journal_dir: Option<PathBuf>,
 
     /// Directory for the collector's identity, checkpoint and send journal
     /// [default: ./logward-collector-state]
@@ -97,6 +101,9 @@ fn apply(mut config: Config, args: &Args) -> Config {
     if let Some(no_journald) = args.no_journald {
         config.no_journald = no_journald;
     }
+    if let Some(dir) = &args.journal_dir {
+        config.journal_dir = Some(dir.clone());
+    }
     if let Some(dir) = &args.state_dir {
         config.state_dir.clone_from(dir);
     }
@@ -134,7 +141,12 @@ mod tests {
 
     #[test]
     fn unknown_flags_are_rejected() {
-        assert!(Args::try_parse_from(["logward-collector", "--journal-dir", "/x"]).is_err());
+        assert!(Args::try_parse_from(["logward-collector", "--journal-dirs", "/x"]).is_err());
+        let args = parse(&["--journal-dir", "/var/log/journal/remote"]);
+        assert_eq!(
+            apply(Config::default(), &args).journal_dir,
+            Some(PathBuf::from("/var/log/journal/remote"))
+        );
     }
 
     #[test]

@@ -40,8 +40,32 @@ pub struct Config {
     pub docker_dir: PathBuf,
     /// Do not collect Docker container logs.
     pub no_docker: bool,
-    /// Do not collect the systemd journal (the journald source is not built yet).
+    /// Do not collect the systemd journal.
     pub no_journald: bool,
+    /// Read the journal files of this directory (`journalctl --directory`) instead of the
+    /// system journal.
+    pub journal_dir: Option<PathBuf>,
+    /// Read exactly these journal files (`journalctl --file`) instead of the system journal.
+    pub journal_files: Vec<PathBuf>,
+    /// Where the journal is read from on the very first start (no journald checkpoint yet):
+    /// `now`, `boot` (the current boot) or `beginning` (the oldest retained entry).
+    pub journal_start: JournalStart,
+    /// Journal entries: keep only these systemd units (`_SYSTEMD_UNIT`; empty: all).
+    pub include_units: Vec<String>,
+    /// Journal entries: drop these systemd units.
+    pub exclude_units: Vec<String>,
+    /// Journal entries: keep only these `SYSLOG_IDENTIFIER`s (empty: all).
+    pub include_identifiers: Vec<String>,
+    /// Journal entries: drop these `SYSLOG_IDENTIFIER`s.
+    pub exclude_identifiers: Vec<String>,
+    /// Journal entries: keep only `PRIORITY` at or below this (0 emerg … 7 debug); entries
+    /// without a priority (kernel audit records) are kept.
+    pub min_priority: Option<u8>,
+    /// Journal matches `FIELD=value`, passed to journalctl (same field: any; different
+    /// fields: all).
+    pub matches: Vec<String>,
+    /// The journalctl binary.
+    pub journalctl: PathBuf,
     /// Directory for the collector's identity, checkpoint and send journal.
     pub state_dir: PathBuf,
     /// Host name stamped on every event.
@@ -87,6 +111,19 @@ pub struct Config {
     pub include_self: bool,
 }
 
+/// Where the journal is read from when there is no journald checkpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalStart {
+    /// Only entries written from now on.
+    Now,
+    /// Entries of the current boot.
+    #[default]
+    Boot,
+    /// The oldest retained entry.
+    Beginning,
+}
+
 /// Where logs without a checkpoint start on the very first start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -105,6 +142,16 @@ impl Default for Config {
             docker_dir: PathBuf::from(DEFAULT_DOCKER_DIR),
             no_docker: false,
             no_journald: false,
+            journal_dir: None,
+            journal_files: Vec::new(),
+            journal_start: JournalStart::Boot,
+            include_units: Vec::new(),
+            exclude_units: Vec::new(),
+            include_identifiers: Vec::new(),
+            exclude_identifiers: Vec::new(),
+            min_priority: None,
+            matches: Vec::new(),
+            journalctl: PathBuf::from("journalctl"),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             hostname: machine_hostname(),
             batch_max_events: 1000,
@@ -217,6 +264,36 @@ impl Config {
                 "must be between 100 and 3600000",
             ));
         }
+        if self.journal_dir.is_some() && !self.journal_files.is_empty() {
+            return Err(invalid(
+                "journal_files",
+                "give either journal_dir or journal_files, not both",
+            ));
+        }
+        if self
+            .journal_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(invalid("journal_dir", "must not be empty"));
+        }
+        if self.min_priority.is_some_and(|p| p > 7) {
+            return Err(invalid("min_priority", "must be between 0 and 7"));
+        }
+        for m in &self.matches {
+            let ok = m.split_once('=').is_some_and(|(field, _)| {
+                !field.is_empty()
+                    && field
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            });
+            if !ok {
+                return Err(invalid(
+                    "matches",
+                    format!("{m:?} is not FIELD=value with an upper-case journal field name"),
+                ));
+            }
+        }
         let lists: [(&'static str, &[String]); 6] = [
             ("include_names", &self.include_names),
             ("exclude_names", &self.exclude_names),
@@ -304,6 +381,14 @@ mod tests {
             ("include_names", |c| c.include_names = vec!["web[".into()]),
             ("exclude_images", |c| c.exclude_images = vec!["[".into()]),
             ("include_labels", |c| c.include_labels = vec!["=v".into()]),
+            ("min_priority", |c| c.min_priority = Some(8)),
+            ("matches", |c| c.matches = vec!["_pid=1".into()]),
+            ("matches", |c| c.matches = vec!["NOEQUALS".into()]),
+            ("journal_dir", |c| c.journal_dir = Some(PathBuf::new())),
+            ("journal_files", |c| {
+                c.journal_dir = Some("/j".into());
+                c.journal_files = vec!["/j/a.journal".into()];
+            }),
         ];
         for (key, mutate) in cases {
             let mut config = Config::default();
@@ -328,6 +413,14 @@ mod tests {
         assert!(config.include_self);
         config.validate().unwrap();
         assert!(toml::from_str::<Config>("read_from = \"middle\"").is_err());
+        let config: Config = toml::from_str(
+            "journal_start = \"beginning\"\nmin_priority = 4\nmatches = [\"_SYSTEMD_UNIT=ssh.service\"]\n\
+             exclude_identifiers = [\"CRON\"]\njournal_files = [\"/j/a.journal\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.journal_start, JournalStart::Beginning);
+        assert_eq!(config.min_priority, Some(4));
+        config.validate().unwrap();
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! logward-collector: tails Docker json-file logs and ships them to a logward server over gRPC,
+//! logward-collector: tails Docker json-file logs and the systemd journal and ships them to a logward server over gRPC,
 //! at least once, and exactly once across crashes thanks to a send journal and server-side
 //! deduplication.
 //!
@@ -177,6 +177,7 @@ async fn main_loop(
     let mut poll = ticker(poll_every);
     let mut save = ticker(SAVE_EVERY);
     let signals = Arc::new(dirwatch::Signals::default());
+    let journald_wake = pipeline.journald_wake();
     let mut watcher: Option<dirwatch::DirWatcher> = None;
     let mut watch_failed = false;
     let mut last_lag_log = Instant::now();
@@ -232,6 +233,7 @@ async fn main_loop(
                 }
             }
             () = sleep_until_opt(linger) => pipeline.on_linger()?,
+            () = journald_wake.notified() => pipeline.fill()?,
             () = signals.notified() => {
                 let (scan, data) = signals.take();
                 if scan {

@@ -23,6 +23,7 @@ use crate::docker::chain::Positions;
 use crate::docker::filter::Filter;
 use crate::docker::tail::Limits;
 use crate::docker::{DockerSource, SourceOptions, SourceStats, SourcedEvent};
+use crate::journald::{self, JournaldSource};
 use crate::ship::ShipEvent;
 
 /// A pending partial line with no new data for this long is shipped incomplete.
@@ -31,6 +32,12 @@ const PARTIAL_IDLE: Duration = Duration::from_secs(5);
 const JOURNAL_COMPACT_BYTES: u64 = 4 * 1024 * 1024;
 /// How often checkpoint entries of files that no longer exist are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+enum Taken {
+    Yes,
+    No,
+    WindowFull,
+}
 
 struct InFlight {
     record: JournalRecord,
@@ -45,6 +52,8 @@ struct Builder {
     events: Vec<Event>,
     ranges: Vec<FileRange>,
     last_forced: bool,
+    /// The journald cursor reached by the events (and filtered entries) taken so far.
+    journald_cursor: Option<String>,
     bytes: usize,
     first_at: Option<Instant>,
 }
@@ -55,6 +64,8 @@ pub struct Pipeline {
     state: State,
     dir: StateDir,
     docker: Option<DockerSource>,
+    journald: Option<JournaldSource>,
+    journald_wake: std::sync::Arc<tokio::sync::Notify>,
     replay: Vec<JournalRecord>,
     in_flight: BTreeMap<u64, InFlight>,
     next_sequence: u64,
@@ -95,6 +106,8 @@ impl Pipeline {
             state: loaded.state,
             dir,
             docker,
+            journald: None,
+            journald_wake: std::sync::Arc::default(),
             replay: loaded.journal,
             in_flight: BTreeMap::new(),
             next_sequence,
@@ -107,6 +120,25 @@ impl Pipeline {
             to_shipper: None,
             config,
         })
+    }
+
+    /// Notified whenever the journald source queued entries.
+    pub fn journald_wake(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.journald_wake.clone()
+    }
+
+    /// Starts the journald source after `cursor` (after the handshake, once it is known
+    /// which journaled batches are resent).
+    fn start_journald(&mut self, cursor: Option<String>) {
+        if self.config.no_journald || self.journald.is_some() {
+            return;
+        }
+        tracing::info!(cursor = cursor.as_deref().unwrap_or("none"), start = ?self.config.journal_start, "journald source starting");
+        self.journald = Some(JournaldSource::start(
+            &self.config,
+            cursor,
+            self.journald_wake.clone(),
+        ));
     }
 
     /// Where batches go; its capacity must cover `max_in_flight` plus [`Self::replay_len`].
@@ -182,7 +214,10 @@ impl Pipeline {
         if self.config.no_journald {
             tracing::info!("journald source disabled by configuration");
         } else {
-            tracing::info!("journald source not built yet: host journal not collected");
+            tracing::info!(
+                journal = %journald::location(&self.config),
+                "journald source enabled, starts after the server handshake"
+            );
         }
     }
 
@@ -241,11 +276,19 @@ impl Pipeline {
             );
             self.next_sequence = high_water + 1;
             self.dir.compact(&[])?;
+            self.start_journald(self.state.journald_cursor.clone());
             return Ok(());
         }
+        // Journaled batches carry their journald entries whole: reading resumes after them.
+        let cursor = replay
+            .iter()
+            .rev()
+            .find_map(|r| r.journald_cursor.clone())
+            .or_else(|| self.state.journald_cursor.clone());
         for record in replay {
             self.resend_recorded(record)?;
         }
+        self.start_journald(cursor);
         Ok(())
     }
 
@@ -309,6 +352,9 @@ impl Pipeline {
                 break;
             }
             let (sequence, done) = entry.remove_entry();
+            if let Some(cursor) = done.record.journald_cursor {
+                self.state.journald_cursor = Some(cursor);
+            }
             for range in done.record.ranges {
                 let file = self
                     .state
@@ -391,11 +437,19 @@ impl Pipeline {
                 self.builder.push_synthetic(event, size);
                 continue;
             }
+            let journald_taken = match self.take_journald()? {
+                Taken::Yes => true,
+                Taken::No => false,
+                Taken::WindowFull => return Ok(()),
+            };
             let next = match self.carry.take() {
                 Some(event) => Some(event),
                 None => self.docker.as_mut().and_then(DockerSource::next_event),
             };
             let Some(sourced) = next else {
+                if journald_taken {
+                    continue;
+                }
                 return Ok(());
             };
             // Read positions move at once, so a file found again (renamed under a scan)
@@ -412,6 +466,38 @@ impl Pipeline {
             }
             self.builder.push(sourced, size);
         }
+    }
+
+    /// Takes one journald item into the batch being filled.
+    fn take_journald(&mut self) -> Result<Taken, Error> {
+        let Some(item) = self.journald.as_mut().and_then(JournaldSource::next_item) else {
+            return Ok(Taken::No);
+        };
+        let Some(event) = item.event else {
+            // A filtered entry: only the cursor moves.
+            if item.cursor.is_some() {
+                self.builder.journald_cursor = item.cursor;
+            }
+            return Ok(Taken::Yes);
+        };
+        let size = event.encoded_len() + 8;
+        if !self.builder.is_empty() && self.builder.bytes + size > self.config.batch_max_bytes {
+            if self.window_full() {
+                if let Some(journald) = &mut self.journald {
+                    journald.requeue(journald::Item {
+                        event: Some(event),
+                        cursor: item.cursor,
+                    });
+                }
+                return Ok(Taken::WindowFull);
+            }
+            self.cut()?;
+        }
+        self.builder.push_synthetic(event, size);
+        if item.cursor.is_some() {
+            self.builder.journald_cursor = item.cursor;
+        }
+        Ok(Taken::Yes)
     }
 
     /// When the batch being filled must be cut at the latest.
@@ -442,10 +528,12 @@ impl Pipeline {
     fn cut(&mut self) -> Result<(), Error> {
         let builder = std::mem::take(&mut self.builder);
         if builder.is_empty() {
+            self.builder.journald_cursor = builder.journald_cursor;
             return Ok(());
         }
         let record = JournalRecord {
             sequence: self.next_sequence,
+            journald_cursor: builder.journald_cursor,
             ranges: builder.ranges,
             synthetic: builder
                 .synthetic
@@ -483,6 +571,16 @@ impl Pipeline {
 
     /// Persists the checkpoint if it changed, then drops journal records it covers.
     pub async fn save(&mut self) -> Result<(), Error> {
+        // Entries the filters dropped move the cursor once nothing before them waits for
+        // an ack, so sparse or filtered streams are checkpointed too.
+        if self.in_flight.is_empty()
+            && self.builder.is_empty()
+            && let Some(cursor) = self.builder.journald_cursor.take()
+            && self.state.journald_cursor.as_ref() != Some(&cursor)
+        {
+            self.state.journald_cursor = Some(cursor);
+            self.dirty = true;
+        }
         if !self.dirty {
             return Ok(());
         }

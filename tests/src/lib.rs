@@ -4,6 +4,7 @@
 
 pub mod docker;
 pub mod grpc;
+pub mod journal;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

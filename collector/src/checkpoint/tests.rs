@@ -20,6 +20,7 @@ fn record(sequence: u64, ino: u64, start: u64, end: u64) -> JournalRecord {
             end,
         }],
         synthetic: Vec::new(),
+        journald_cursor: None,
     }
 }
 
@@ -75,7 +76,7 @@ fn save_and_load_round_trip() {
     // The documented on-disk shape.
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tmp.path().join(STATE_FILE)).unwrap()).unwrap();
-    assert_eq!(json["version"], 2);
+    assert_eq!(json["version"], 3);
     assert_eq!(json["acked_sequence"], 41);
     assert_eq!(json["files"][0]["dev"], 7);
     assert_eq!(json["files"][0]["ino"], 1);
@@ -89,7 +90,7 @@ fn corrupt_or_unusable_state_is_set_aside() {
     let cases: &[&[u8]] = &[
         b"{not json",
         b"",
-        br#"{"version":3,"collector_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","acked_sequence":1,"files":[]}"#,
+        br#"{"version":4,"collector_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","acked_sequence":1,"files":[]}"#,
         br#"{"version":2,"collector_id":"abc","acked_sequence":1,"files":[]}"#,
         br#"{"version":2,"collector_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","acked_sequence":-1,"files":[]}"#,
         br#"{"version":1,"collector_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","acked_sequence":1,"files":[{"dev":1,"ino":2,"path":"/x","offset":3}]}"#,
@@ -190,4 +191,24 @@ fn journal_record_format() {
     assert!(line.ends_with(r#""synthetic":["0a01"]}"#), "{line}");
     let back: JournalRecord = serde_json::from_str(&line).unwrap();
     assert_eq!(back, with_events);
+}
+
+#[test]
+fn version_2_state_keeps_its_docker_offsets_and_gains_a_journald_cursor() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join(STATE_FILE),
+        br#"{"version":2,"collector_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","acked_sequence":4,"files":[{"dev":7,"ino":1,"fp":2748,"path":"/d/c1/c1-json.log","offset":9,"len":9}]}"#,
+    )
+    .unwrap();
+    let (state_dir, loaded) = StateDir::open(tmp.path()).unwrap();
+    assert!(!loaded.fresh);
+    assert_eq!(loaded.state.acked_sequence, 4);
+    assert_eq!(loaded.state.files[&key(1)].offset, 9);
+    assert_eq!(loaded.state.journald_cursor, None);
+    let mut state = loaded.state;
+    state.journald_cursor = Some("s=1;i=2".to_owned());
+    state_dir.save(&state).unwrap();
+    let (_, reloaded) = StateDir::open(tmp.path()).unwrap();
+    assert_eq!(reloaded.state, state);
 }

@@ -45,11 +45,22 @@ pub struct JournalEntry {
 /// Container metadata carried by Docker's journald log driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerRef {
+    /// `CONTAINER_ID_FULL`, else `CONTAINER_ID`.
     pub id: String,
+    /// `CONTAINER_NAME`.
     pub name: String,
+    /// `IMAGE_NAME`.
     pub image: String,
+    /// `CONTAINER_TAG`.
     pub tag: String,
+    /// Written by a container engine (`_COMM` is one of [`ENGINE_COMMS`], a field journald
+    /// sets itself). Any local process may send `CONTAINER_*` fields; unverified entries stay
+    /// `source = journald`.
+    pub verified: bool,
 }
+
+/// Process names of container engines whose `CONTAINER_*` fields are believed.
+pub const ENGINE_COMMS: &[&str] = &["dockerd", "podman", "conmon"];
 
 /// A line that is not a journal entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,8 +73,13 @@ pub enum DecodeError {
     BadTimestamp(String),
 }
 
-/// Decodes one line of `journalctl -o json`. `max_field_bytes` caps every value.
-pub fn decode_entry(line: &[u8], max_field_bytes: usize) -> Result<JournalEntry, DecodeError> {
+/// Decodes one line of `journalctl -o json`. `max_message_bytes` caps MESSAGE,
+/// `max_field_bytes` every other value.
+pub fn decode_entry(
+    line: &[u8],
+    max_message_bytes: usize,
+    max_field_bytes: usize,
+) -> Result<JournalEntry, DecodeError> {
     let value: Value =
         serde_json::from_slice(line).map_err(|e| DecodeError::Json(e.to_string()))?;
     let Value::Object(map) = value else {
@@ -88,12 +104,27 @@ pub fn decode_entry(line: &[u8], max_field_bytes: usize) -> Result<JournalEntry,
     let mut truncated = Vec::new();
     for (key, value) in &map {
         if key == "MESSAGE" {
-            if let Some(first) = raw_values(value).into_iter().next() {
+            let mut values = raw_values(value).into_iter();
+            if let Some(first) = values.next() {
                 message = first.0;
-                if message.len() > max_field_bytes {
-                    message.truncate(max_field_bytes);
+                if message.len() > max_message_bytes {
+                    let mut cut = max_message_bytes;
+                    // Keep a UTF-8 message valid: cut at a character boundary.
+                    if let Ok(text) = std::str::from_utf8(&message) {
+                        while cut > 0 && !text.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                    }
+                    message.truncate(cut);
                     truncated.push(key.clone());
                 }
+            }
+            // A repeated MESSAGE keeps its further values as a field.
+            let rest: Vec<String> = values
+                .map(|(b, _)| String::from_utf8_lossy(&b).into_owned())
+                .collect();
+            if !rest.is_empty() {
+                fields.insert("MESSAGE".into(), rest);
             }
             continue;
         }
@@ -136,6 +167,7 @@ pub fn decode_entry(line: &[u8], max_field_bytes: usize) -> Result<JournalEntry,
             name: first("CONTAINER_NAME").unwrap_or_default(),
             image: first("IMAGE_NAME").unwrap_or_default(),
             tag: first("CONTAINER_TAG").unwrap_or_default(),
+            verified: first("_COMM").is_some_and(|c| ENGINE_COMMS.contains(&c.as_str())),
         });
     let stream = match (&container, first("PRIORITY").as_deref()) {
         (Some(_), Some("3")) => Some("stderr"),
@@ -241,7 +273,7 @@ mod tests {
     const CAP: usize = 128;
 
     fn entry(json: &str) -> JournalEntry {
-        decode_entry(json.as_bytes(), CAP).unwrap_or_else(|e| panic!("{json}: {e}"))
+        decode_entry(json.as_bytes(), CAP, CAP).unwrap_or_else(|e| panic!("{json}: {e}"))
     }
 
     fn field<'a>(e: &'a JournalEntry, k: &str) -> Vec<&'a str> {
@@ -345,7 +377,7 @@ mod tests {
                 "not a number",
             ),
         ] {
-            let err = decode_entry(line.as_bytes(), CAP)
+            let err = decode_entry(line.as_bytes(), CAP, CAP)
                 .expect_err(line)
                 .to_string();
             assert!(err.contains(expected), "{line}: {err}");
@@ -353,6 +385,28 @@ mod tests {
         let _ = decode_entry(
             br#"{"__CURSOR":"c","X":[1e400,-1,300,{"a":1}],"Y":{"z":true}}"#,
             CAP,
+            CAP,
         );
+    }
+
+    #[test]
+    fn long_utf8_message_is_cut_at_a_character_boundary() {
+        let text = "é".repeat(100);
+        let e = entry(&format!(r#"{{"__CURSOR":"c","MESSAGE":"{text}"}}"#));
+        assert!(std::str::from_utf8(&e.message).is_ok());
+        assert_eq!(e.message.len(), CAP);
+        assert_eq!(field(&e, "logward.truncated_fields"), ["MESSAGE"]);
+    }
+
+    #[test]
+    fn container_fields_from_other_processes_are_unverified() {
+        let forged = entry(
+            r#"{"__CURSOR":"c","MESSAGE":"x","CONTAINER_ID":"abc","CONTAINER_NAME":"db","_COMM":"python3"}"#,
+        );
+        assert!(!forged.container.expect("container").verified);
+        let real = entry(
+            r#"{"__CURSOR":"c","MESSAGE":"x","CONTAINER_ID":"abc","CONTAINER_NAME":"db","_COMM":"dockerd"}"#,
+        );
+        assert!(real.container.expect("container").verified);
     }
 }

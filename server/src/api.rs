@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use serde_json::{Value, json};
 
 use crate::aggregate::{aggregate, parse_aggregate_params};
@@ -24,6 +24,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Loaded rules and stored detections.
     pub detection: Arc<crate::detect::Shared>,
+    /// The alerting engine, when `[alerting]` has channels.
+    pub alerter: Option<logward_alert::Alerter>,
 }
 
 /// Every route, as the OpenAPI document must list it.
@@ -40,8 +42,26 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/rules",
 ];
 
+/// The routes of alerting (served by `logward_alert::router`), as the OpenAPI document
+/// lists them. With alerting off they answer 503.
+pub const ALERTING_ROUTES: &[&str] = &[
+    "/api/v1/alerts",
+    "/api/v1/alerts/dead-letters",
+    "/api/v1/alerts/{id}",
+    "/api/v1/alerts/{id}/ack",
+    "/api/v1/alerts/{id}/resolve",
+    "/api/v1/silences",
+    "/api/v1/silences/{id}",
+];
+
 /// Builds the router of the HTTP API.
 pub fn router(state: AppState) -> Router {
+    let alerting = match &state.alerter {
+        Some(a) => logward_alert::router(a.clone()),
+        None => ALERTING_ROUTES
+            .iter()
+            .fold(Router::new(), |r, path| r.route(path, any(alerting_off))),
+    };
     Router::new()
         .route(ROUTES[0], get(search_handler))
         .route(ROUTES[1], get(count_handler))
@@ -56,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .merge(alerting)
 }
 
 fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
@@ -193,15 +214,30 @@ async fn openapi_handler() -> axum::Json<Value> {
     axum::Json(crate::openapi::document())
 }
 
+/// 503 only when the store cannot commit; channels that are down are listed under
+/// `alerting.down` (a down channel loses nothing: its notifications wait in the outbox).
 async fn healthz(State(state): State<AppState>) -> Response {
-    match state.metrics.store_error() {
-        None => axum::Json(json!({ "status": "ok" })).into_response(),
-        Some(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "status": "unhealthy", "error": error })),
-        )
-            .into_response(),
+    let mut body = match state.metrics.store_error() {
+        None => json!({ "status": "ok" }),
+        Some(error) => json!({ "status": "unhealthy", "error": error }),
+    };
+    if let Some(a) = &state.alerter {
+        let health = a.health();
+        body["alerting"] = json!({ "down": health.down(), "dead_letters": health.dead_letters });
     }
+    let status = if state.metrics.store_error().is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn alerting_off() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "alerting is off: configure [alerting] with at least one channel".to_owned(),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -210,9 +246,26 @@ async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        render_metrics(&state),
     )
         .into_response()
+}
+
+/// The server's metrics, then alerting's `logward_alert_*` lines, then the `# EOF`
+/// terminator the registry ends with.
+fn render_metrics(state: &AppState) -> String {
+    let mut out = state.metrics.render();
+    if let Some(a) = &state.alerter {
+        let eof = out.ends_with("# EOF\n");
+        if eof {
+            out.truncate(out.len() - "# EOF\n".len());
+        }
+        out.push_str(&a.health().prometheus());
+        if eof {
+            out.push_str("# EOF\n");
+        }
+    }
+    out
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -37,6 +37,9 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Extra extractors, run before the built-in ones.
     pub extract: Vec<crate::extract::ExtractConfig>,
+    /// Alerting: alerts from detections, flood control, silences and notification
+    /// channels (see docs/ALERTING.md). Absent, or without channels, alerting is off.
+    pub alerting: Option<logward_alert::AlertingConfig>,
 }
 
 /// Live detection: the built-in pack, reloading, correlation time.
@@ -49,6 +52,9 @@ pub struct RulesConfig {
     pub reload_interval_ms: u64,
     /// How often correlation windows advance to the wall clock, in ms.
     pub advance_interval_ms: u64,
+    /// Raise "host stopped sending" when a host that sent events sends none for this
+    /// many seconds; 0 turns it off.
+    pub silent_host_after_s: u64,
 }
 
 impl Default for RulesConfig {
@@ -57,6 +63,7 @@ impl Default for RulesConfig {
             builtin: true,
             reload_interval_ms: 1000,
             advance_interval_ms: 1000,
+            silent_host_after_s: 1800,
         }
     }
 }
@@ -96,6 +103,7 @@ impl Default for Config {
             rules_dir: None,
             rules: RulesConfig::default(),
             extract: Vec::new(),
+            alerting: None,
         }
     }
 }
@@ -166,6 +174,8 @@ pub enum ConfigError {
     EmptyRulesDir,
     #[error("{0}")]
     Extract(String),
+    #[error("[alerting]: {0}")]
+    Alerting(String),
 }
 
 impl Config {
@@ -226,8 +236,18 @@ impl Config {
             }
             names.push(&x.name);
         }
+        if let Some(a) = &self.alerting {
+            a.validate()
+                .map_err(|e| ConfigError::Alerting(e.to_string()))?;
+        }
         self.collector_config("http://127.0.0.1:1")?;
         Ok(())
+    }
+
+    /// The alerting configuration when alerting is on (an `[alerting]` table with at
+    /// least one channel).
+    pub fn alerting_enabled(&self) -> Option<&logward_alert::AlertingConfig> {
+        self.alerting.as_ref().filter(|a| !a.channels.is_empty())
     }
 
     /// The embedded collector's configuration, sending to `server_url`.
@@ -261,6 +281,8 @@ impl Config {
             rules_dir: self.rules_dir.clone(),
             reload_interval: Duration::from_millis(self.rules.reload_interval_ms),
             advance_interval: Duration::from_millis(self.rules.advance_interval_ms),
+            silent_host_after: (self.rules.silent_host_after_s > 0)
+                .then(|| Duration::from_secs(self.rules.silent_host_after_s)),
         }
     }
 
@@ -298,6 +320,23 @@ mod tests {
             (Err(g), Err(e)) => assert!(g.contains(e), "{toml_text:?}: {g:?} lacks {e:?}"),
             _ => panic!("{toml_text:?}: got {got:?}, expected {expected:?}"),
         }
+    }
+
+    #[test]
+    fn alerting_section() {
+        let on = "[alerting]\n[[alerting.channels]]\nname = \"siem\"\n[alerting.channels.webhook]\nurl = \"http://127.0.0.1:9/h\"\n";
+        check(on, Ok(()));
+        let c: Config = toml::from_str(on).expect("parses");
+        assert!(c.alerting_enabled().is_some());
+        let c: Config = toml::from_str("[alerting]\ntick = \"2s\"").expect("parses");
+        assert!(c.alerting.is_some() && c.alerting_enabled().is_none());
+        assert!(Config::default().alerting_enabled().is_none());
+        check("[alerting]\nbogus = 1", Err("unknown field `bogus`"));
+        check("[alerting]\ntick = \"0\"", Err("[alerting]: "));
+        check(
+            "[alerting]\n[[alerting.channels]]\nname = \"x\"\n",
+            Err("needs exactly one of"),
+        );
     }
 
     #[test]

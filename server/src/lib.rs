@@ -3,6 +3,7 @@
 //! bind port 0 and stop it when they like.
 
 pub mod aggregate;
+pub mod alerting;
 pub mod api;
 pub mod cli;
 pub mod config;
@@ -56,6 +57,8 @@ pub enum Error {
     Http(std::io::Error),
     #[error("cannot start detection: {0}")]
     Detect(std::io::Error),
+    #[error("cannot start alerting: {0}")]
+    Alerting(#[from] logward_alert::Error),
     #[error("listener address unknown: {0}")]
     LocalAddr(std::io::Error),
 }
@@ -109,9 +112,22 @@ pub async fn run(
     let (detect_stop_tx, detect_stop_rx) = watch::channel(false);
     let (detection, alerts, detector) =
         detect::start(&store, config.detect_options(), detect_stop_rx).map_err(Error::Detect)?;
-    // Alerting (another issue) takes detections from this channel; until then they are
-    // stored and listed only.
-    drop(alerts);
+    let alerting = match config.alerting_enabled() {
+        Some(cfg) => Some(alerting::Alerting::start(
+            cfg.clone(),
+            &config.data_dir.join("alerting"),
+            &store,
+            alerts,
+        )?),
+        None => {
+            if config.alerting.is_some() {
+                info!("alerting is off: [alerting] has no channels");
+            }
+            // Detections are stored and listed only.
+            drop(alerts);
+            None
+        }
+    };
 
     let (stopping_tx, stopping_rx) = watch::channel(false);
     let (grpc_stop_tx, grpc_stop_rx) = watch::channel(false);
@@ -134,6 +150,7 @@ pub async fn run(
         store: store.clone(),
         metrics: metrics.clone(),
         detection,
+        alerter: alerting.as_ref().map(|a| a.alerter.clone()),
     });
     let http = tokio::spawn(
         axum::serve(listeners.http, app)
@@ -184,6 +201,9 @@ pub async fn run(
     writer.join().await;
     let _ = detect_stop_tx.send(true);
     detector.join().await;
+    if let Some(a) = alerting {
+        a.stop().await;
+    }
     if let Ok(Err(e)) = grpc_result {
         return Err(Error::Grpc(e));
     }

@@ -108,10 +108,10 @@ pub fn document() -> Value {
             "/api/v1/fields": {"get": {"summary": "Known fields, their types, and whether they are searchable and aggregatable", "parameters": [],
                 "responses": ok_json("Fields", json!({"type": "object", "properties": {"fields": {"type": "array", "items": {"$ref": "#/components/schemas/Field"}}}}), json!({"fields": [{"name": "host", "type": "keyword", "searchable": true, "aggregatable": true}, {"name": "message", "type": "text", "searchable": true, "aggregatable": false}]}))}},
             "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}},
-            "/healthz": {"get": {"summary": "Health: 503 while the store cannot commit (e.g. a full disk); nothing is acked then", "responses": {
-                "200": {"description": "Healthy", "content": {"application/json": {"example": {"status": "ok"}}}},
+            "/healthz": {"get": {"summary": "Health: 503 while the store cannot commit (e.g. a full disk); nothing is acked then. With alerting on, `alerting.down` lists the notification channels whose last attempt failed (still 200: their notifications wait in the outbox)", "responses": {
+                "200": {"description": "Healthy", "content": {"application/json": {"example": {"status": "ok", "alerting": {"down": ["oncall-mail"], "dead_letters": 0}}}}},
                 "503": {"description": "Unhealthy", "content": {"application/json": {"example": {"status": "unhealthy", "error": "commit of partition 2024-05-01 failed: No space left on device"}}}}}}},
-            "/metrics": {"get": {"summary": "Prometheus text metrics", "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"example": "logward_events_indexed_total 1342\n"}}}}}}
+            "/metrics": {"get": {"summary": "Prometheus text metrics; with alerting on also `logward_alert_*` (e.g. `logward_alert_channel_up{channel=\"siem\"} 0`)", "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"example": "logward_events_indexed_total 1342\n"}}}}}}
         },
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
@@ -127,7 +127,50 @@ pub fn document() -> Value {
         "responses": ok_json("Rules", json!({"type": "object", "properties": {"builtin": {"type": "boolean"}, "rules_dir": {"type": ["string", "null"]}, "loaded_at": {"type": "string"}, "rules": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "title": {"type": "string"}, "kind": {"type": "string", "enum": ["rule", "correlation", "filter"]}, "source": {"type": "string"}, "status": {"type": ["string", "null"]}, "level": {"type": ["string", "null"]}, "tags": {"type": "array", "items": {"type": "string"}}}}}, "errors": {"type": "array", "items": {"type": "object", "properties": {"source": {"type": "string"}, "error": {"type": "string"}, "effect": {"type": "string"}}}}}}),
             json!({"builtin": true, "rules_dir": "/etc/logward/rules", "loaded_at": "2024-05-01T10:00:00Z", "rules": [{"id": "local-1", "title": "Shell in web container", "kind": "rule", "source": "/etc/logward/rules/local.yml", "status": "stable", "level": "high", "tags": []}], "errors": [{"source": "/etc/logward/rules/broken.yml", "error": "rule 'x': condition: unknown selection 'sel'", "effect": "the previous version of the file is kept"}]}))}});
     doc["components"]["schemas"]["Detection"] = json!({"type": "object", "properties": {"id": {"type": "string"}, "detected_at": {"type": "string", "format": "date-time"}, "detected_at_nanos": {"type": "integer"}, "event_time": {"type": "string", "format": "date-time"}, "rule_id": {"type": "string"}, "rule_title": {"type": "string"}, "level": {"type": ["string", "null"]}, "tags": {"type": "array", "items": {"type": "string"}}, "correlation": {"type": "boolean"}, "group": {"type": "object", "additionalProperties": {"type": "string"}}, "event_ids": {"type": "array", "items": {"type": "string"}}, "host": {"type": ["string", "null"]}}});
+    alerting_paths(&mut doc);
     doc
+}
+
+/// The alerting routes (`logward_alert::router`); see docs/ALERTING.md.
+fn alerting_paths(doc: &mut Value) {
+    let off = "503 when alerting is off (no `[alerting]` channels)";
+    let id = || param_in("id", "path", "The alert's id", true);
+    let alert_example = json!({"id": "5d1e…", "rule_id": "b2a1c0de-ssh-brute-force", "rule_title": "SSH brute force", "level": "high", "tags": ["attack.t1110"], "group_key": {"host": "web1"}, "host": "web1", "container": "sshd", "first_seen": "2024-05-01T10:00:00Z", "last_seen": "2024-05-01T10:00:29Z", "count": 42, "samples": [{"id": "6f1c…-812-17", "message": "Failed password for root from 203.0.113.9"}], "query": "id:\"6f1c…-812-17\"", "link": "http://127.0.0.1:7421/api/v1/search?q=…", "status": "open"});
+    let alert_ref = json!({"$ref": "#/components/schemas/Alert"});
+    let silence_ref = json!({"$ref": "#/components/schemas/Silence"});
+    let p = &mut doc["paths"];
+    p["/api/v1/alerts"] = json!({"get": {"summary": format!("Alerts, newest last_seen first; {off}"), "parameters": [
+            param("since", "Last seen at or after (RFC 3339)", json!({"type": "string"})),
+            param("rule", "Only this rule id", json!({"type": "string"})),
+            param("level", "Minimum level", json!({"type": "string", "enum": ["informational", "low", "medium", "high", "critical"]})),
+            param("status", "Only this status", json!({"type": "string", "enum": ["open", "acknowledged", "resolved"]})),
+            param("limit", "At most this many, default 100, at most 1000", json!({"type": "integer", "minimum": 1, "maximum": 1000}))],
+        "responses": ok_json("Alerts", json!({"type": "object", "properties": {"alerts": {"type": "array", "items": alert_ref}}}), json!({"alerts": [alert_example]}))}});
+    p["/api/v1/alerts/dead-letters"] = json!({"get": {"summary": "Notifications given up after their last attempt", "parameters": [],
+        "responses": ok_json("Dead letters", json!({"type": "object", "properties": {"dead_letters": {"type": "array", "items": {"type": "object", "properties": {"entry": {"type": "object"}, "dead_at": {"type": "string", "format": "date-time"}}}}}}), json!({"dead_letters": []}))}});
+    p["/api/v1/alerts/{id}"] = json!({"get": {"summary": "One alert", "parameters": [id()],
+        "responses": ok_json("The alert", alert_ref.clone(), alert_example.clone())}});
+    p["/api/v1/alerts/{id}/ack"] = json!({"post": {"summary": "Acknowledge: counts continue, reminders stop", "parameters": [id()],
+        "responses": ok_json("The alert", alert_ref.clone(), alert_example.clone())}});
+    p["/api/v1/alerts/{id}/resolve"] = json!({"post": {"summary": "Resolve: the next detection opens a new alert", "parameters": [id()],
+        "responses": ok_json("The alert", alert_ref.clone(), alert_example)}});
+    p["/api/v1/silences"] = json!({
+        "get": {"summary": "Silences with their state (pending, active, expired)", "parameters": [],
+            "responses": ok_json("Silences", json!({"type": "object", "properties": {"silences": {"type": "array", "items": silence_ref.clone()}}}), json!({"silences": []}))},
+        "post": {"summary": "Create a silence", "parameters": [],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewSilence"}, "example": {"matchers": [{"name": "rule", "value": "b2a1c0de-ssh-brute-force"}, {"name": "host", "op": "=~", "value": "web[0-9]+"}], "duration": "2h", "comment": "pen test until noon", "created_by": "alice"}}}},
+            "responses": {"201": {"description": "The silence", "content": {"application/json": {"schema": silence_ref.clone()}}}, "400": error_responses()["400"].clone()}}});
+    p["/api/v1/silences/{id}"] = json!({"delete": {"summary": "Expire a silence now", "parameters": [param_in("id", "path", "The silence's id", true)],
+        "responses": ok_json("The silence, expired", silence_ref, json!({}))}});
+    let s = &mut doc["components"]["schemas"];
+    s["Alert"] = json!({"type": "object", "properties": {"id": {"type": "string"}, "rule_id": {"type": "string"}, "rule_title": {"type": "string"}, "level": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}, "group_key": {"type": "object", "additionalProperties": {"type": "string"}}, "host": {"type": "string"}, "container": {"type": ["string", "null"]}, "image": {"type": ["string", "null"]}, "first_seen": {"type": "string", "format": "date-time"}, "last_seen": {"type": "string", "format": "date-time"}, "count": {"type": "integer"}, "samples": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "message": {"type": "string"}}}}, "query": {"type": "string"}, "link": {"type": "string"}, "status": {"type": "string", "enum": ["open", "acknowledged", "resolved"]}}});
+    s["Matcher"] = json!({"type": "object", "required": ["name", "value"], "properties": {"name": {"type": "string", "description": "rule, level, host, container, image, tag, a group-key name or a field"}, "op": {"type": "string", "enum": ["=", "!=", "=~", "!~"], "default": "="}, "value": {"type": "string"}}});
+    s["NewSilence"] = json!({"type": "object", "required": ["matchers", "comment"], "properties": {"matchers": {"type": "array", "items": {"$ref": "#/components/schemas/Matcher"}}, "starts_at": {"type": "string", "format": "date-time"}, "ends_at": {"type": "string", "format": "date-time"}, "duration": {"type": "string", "example": "2h"}, "comment": {"type": "string"}, "created_by": {"type": "string"}}});
+    s["Silence"] = json!({"type": "object", "properties": {"id": {"type": "string"}, "matchers": {"type": "array", "items": {"$ref": "#/components/schemas/Matcher"}}, "starts_at": {"type": "string", "format": "date-time"}, "ends_at": {"type": "string", "format": "date-time"}, "comment": {"type": "string"}, "created_by": {"type": "string"}, "state": {"type": "string", "enum": ["pending", "active", "expired"]}}});
+}
+
+fn param_in(name: &str, location: &str, description: &str, required: bool) -> Value {
+    json!({"name": name, "in": location, "required": required, "description": description, "schema": {"type": "string"}})
 }
 
 #[cfg(test)]
@@ -140,6 +183,7 @@ mod tests {
         let paths = doc["paths"].as_object().expect("paths");
         let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
         let mut routes = crate::api::ROUTES.to_vec();
+        routes.extend_from_slice(crate::api::ALERTING_ROUTES);
         documented.sort_unstable();
         routes.sort_unstable();
         assert_eq!(documented, routes);

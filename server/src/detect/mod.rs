@@ -6,6 +6,7 @@
 
 pub mod log;
 pub mod rules;
+pub mod silence;
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ pub struct DetectOptions {
     pub rules_dir: Option<PathBuf>,
     pub reload_interval: Duration,
     pub advance_interval: Duration,
+    /// Report hosts silent for this long (`None`: off).
+    pub silent_host_after: Option<Duration>,
 }
 
 /// The detector's thread; stop it with the watch given to [`start`].
@@ -100,6 +103,7 @@ struct Detector {
     alerts: mpsc::Sender<StoredDetection>,
     counter: u64,
     events: u64,
+    silence: Option<silence::SilenceTracker>,
 }
 
 /// Loads the rules, opens the detection log, and starts the detector thread.
@@ -129,6 +133,9 @@ pub fn start(
         alerts: tx,
         counter: 0,
         events: 0,
+        silence: options
+            .silent_host_after
+            .map(|d| silence::SilenceTracker::new(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))),
     };
     let handle = std::thread::Builder::new()
         .name("logward-detect".into())
@@ -169,7 +176,13 @@ impl Detector {
                     },
                     _ = advance.tick() => {
                         let now = crate::api::now_nanos();
-                        let fired = self.engine.as_mut().map(|e| e.advance(now)).unwrap_or_default();
+                        let mut fired = self.engine.as_mut().map(|e| e.advance(now)).unwrap_or_default();
+                        if let Some(tracker) = self.silence.as_mut() {
+                            for (host, last) in tracker.check(now) {
+                                warn!(%host, last_event_at = %format_nanos(last), "host stopped sending");
+                                fired.push(silence::detection(&host, &format_nanos(last)));
+                            }
+                        }
                         self.store(fired, &[], now);
                     }
                     _ = reload.tick(), if o.rules_dir.is_some() => self.reload(),
@@ -210,6 +223,11 @@ impl Detector {
     }
 
     fn batch(&mut self, b: &TapBatch) {
+        if let Some(tracker) = self.silence.as_mut() {
+            for ev in &b.events {
+                tracker.seen(&ev.host, b.received_at_nanos);
+            }
+        }
         let Some(engine) = self.engine.as_mut() else {
             return;
         };
@@ -264,6 +282,11 @@ impl Detector {
                 let last = event_ids
                     .last()
                     .and_then(|id| events.iter().find(|(e, _, _)| e == id));
+                let group_host = d
+                    .group
+                    .iter()
+                    .find(|(k, _)| k == "host")
+                    .map(|(_, h)| h.clone());
                 StoredDetection {
                     id: format!("{now}-{}", self.counter),
                     detected_at: format_nanos(now),
@@ -276,7 +299,10 @@ impl Detector {
                     correlation: d.correlation,
                     group: d.group.into_iter().collect(),
                     event_ids,
-                    host: last.map(|l| l.2.clone()).filter(|h| !h.is_empty()),
+                    host: last
+                        .map(|l| l.2.clone())
+                        .or(group_host)
+                        .filter(|h| !h.is_empty()),
                 }
             })
             .collect();

@@ -141,6 +141,7 @@ impl Alerter {
         let mut st = self.lock();
         let st = &mut *st;
         let mut changed = Vec::new();
+        let mut any_routed = false;
         for d in detections {
             st.health.detections_total += 1;
             let folded = st.alerts.fold(d, cfg, now);
@@ -169,8 +170,14 @@ impl Alerter {
             if !routed {
                 st.health.unrouted_total += 1;
             }
+            any_routed |= routed;
         }
-        st.alerts.save(&changed, cfg.max_alerts)
+        st.alerts.save(&changed, cfg.max_alerts)?;
+        // Wake the runner now, not at its next tick: a group with no wait is due at once.
+        if any_routed {
+            self.inner.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// Turns due notification groups into outbox entries (synced); returns how many.

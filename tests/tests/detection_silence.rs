@@ -22,15 +22,9 @@ fn event(host: &str, n: u64) -> Vec<Event> {
 #[test]
 fn a_silent_host_is_reported_once_and_a_live_one_never() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let config = tmp.path().join("server.toml");
-    std::fs::write(
-        &config,
-        "[rules]\nbuiltin = false\nsilent_host_after_s = 2\nadvance_interval_ms = 200\n",
-    )
-    .expect("config");
-    let server = Server::start(
+    let server = Server::start_with_config(
         &tmp.path().join("data"),
-        &["--config".into(), config.display().to_string()],
+        "[rules]\nbuiltin = false\nsilent_host_after_s = 2\nadvance_interval_ms = 200\n",
     )
     .expect("server starts");
     let rt = tokio::runtime::Runtime::new().expect("runtime");

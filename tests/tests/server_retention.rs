@@ -23,15 +23,9 @@ fn count(server: &Server, q: &str) -> u64 {
 #[test]
 fn old_partitions_are_deleted_on_schedule_and_recent_events_kept() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let config = tmp.path().join("server.toml");
-    std::fs::write(
-        &config,
-        "[retention]\nmax_age_days = 1\ncheck_interval_s = 1\n",
-    )
-    .expect("config");
-    let server = Server::start(
+    let server = Server::start_with_config(
         &tmp.path().join("data"),
-        &["--config".into(), config.display().to_string()],
+        "[retention]\nmax_age_days = 1\ncheck_interval_s = 1\n",
     )
     .expect("server starts");
     let rt = tokio::runtime::Runtime::new().expect("runtime");

@@ -26,6 +26,10 @@ pub struct AppState {
     pub detection: Arc<crate::detect::Shared>,
     /// The alerting engine, when `[alerting]` has channels.
     pub alerter: Option<logward_alert::Alerter>,
+    /// `[limits]`: body sizes, timeouts, concurrent searches, query cost.
+    pub limits: crate::limits::LimitsConfig,
+    /// `[security]`: API tokens and roles.
+    pub security: crate::security::SecurityConfig,
 }
 
 /// Every route, as the OpenAPI document must list it.

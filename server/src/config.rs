@@ -40,6 +40,10 @@ pub struct Config {
     /// Alerting: alerts from detections, flood control, silences and notification
     /// channels (see docs/ALERTING.md). Absent, or without channels, alerting is off.
     pub alerting: Option<logward_alert::AlertingConfig>,
+    /// TLS, collector credentials and API tokens (see docs/SECURITY.md).
+    pub security: crate::security::SecurityConfig,
+    /// Bounds on what clients may ask: message sizes, rates, concurrency, query cost.
+    pub limits: crate::limits::LimitsConfig,
 }
 
 /// Live detection: the built-in pack, reloading, correlation time.
@@ -104,6 +108,8 @@ impl Default for Config {
             rules: RulesConfig::default(),
             extract: Vec::new(),
             alerting: None,
+            security: crate::security::SecurityConfig::default(),
+            limits: crate::limits::LimitsConfig::default(),
         }
     }
 }
@@ -176,6 +182,10 @@ pub enum ConfigError {
     Extract(String),
     #[error("[alerting]: {0}")]
     Alerting(String),
+    #[error(transparent)]
+    Security(#[from] crate::security::SecurityError),
+    #[error(transparent)]
+    Limits(#[from] crate::limits::LimitError),
 }
 
 impl Config {
@@ -240,6 +250,8 @@ impl Config {
             a.validate()
                 .map_err(|e| ConfigError::Alerting(e.to_string()))?;
         }
+        self.security.validate()?;
+        self.limits.validate()?;
         self.collector_config("http://127.0.0.1:1")?;
         Ok(())
     }
@@ -359,6 +371,14 @@ mod tests {
             Err("are both"),
         );
         check("[collector]\nbogus = true", Err("[collector]"));
+        check(
+            "[limits]\nmax_events_per_batch = 0",
+            Err("max_events_per_batch is 0"),
+        );
+        check(
+            "[[security.collectors]]\nidentity = \"a\"",
+            Err("needs token_sha256"),
+        );
         check(
             "[retention]\nmax_age_days = 30\nmax_total_mb = 1024",
             Ok(()),

@@ -11,6 +11,7 @@ pub mod detect;
 pub mod error;
 pub mod extract;
 pub mod ingest;
+pub mod limits;
 pub mod manifest;
 pub mod metrics;
 pub mod openapi;
@@ -18,6 +19,7 @@ pub mod partition;
 pub mod query;
 pub mod schema;
 pub mod search;
+pub mod security;
 pub mod store;
 pub mod tail;
 mod writer;
@@ -151,6 +153,8 @@ pub async fn run(
         metrics: metrics.clone(),
         detection,
         alerter: alerting.as_ref().map(|a| a.alerter.clone()),
+        limits: config.limits.clone(),
+        security: config.security.clone(),
     });
     let http = tokio::spawn(
         axum::serve(listeners.http, app)

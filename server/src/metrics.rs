@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -26,6 +27,10 @@ pub struct Metrics {
     pub partitions: Gauge,
     pub partitions_deleted: Counter,
     pub tail_clients: Gauge,
+    /// Requests refused by a limit, by `limit` (see `Metrics::limit_hit`).
+    limit_rejections: Family<Vec<(String, String)>, Counter>,
+    /// Failed authentications, by `surface` (`grpc`, `http`) and `reason`.
+    auth_failures: Family<Vec<(String, String)>, Counter>,
     store_healthy: Gauge,
     store_error: Mutex<Option<String>>,
 }
@@ -81,6 +86,18 @@ impl Metrics {
             "Open collector streams",
             streams_open.clone(),
         );
+        let limit_rejections = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "limit_rejections",
+            "Requests, batches or events refused by a configured limit, by limit",
+            limit_rejections.clone(),
+        );
+        let auth_failures = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Failed authentications or authorizations, by surface and reason",
+            auth_failures.clone(),
+        );
         let store_healthy = Gauge::default();
         store_healthy.set(1);
         registry.register(
@@ -105,9 +122,30 @@ impl Metrics {
             partitions,
             partitions_deleted,
             tail_clients,
+            limit_rejections,
+            auth_failures,
             store_healthy,
             store_error: Mutex::new(None),
         }
+    }
+
+    /// Counts one refusal by the limit named `limit` (the key of `[limits]`, e.g.
+    /// `max_events_per_batch`).
+    pub fn limit_hit(&self, limit: &str) {
+        self.limit_rejections
+            .get_or_create(&vec![("limit".to_owned(), limit.to_owned())])
+            .inc();
+    }
+
+    /// Counts one failed authentication or authorization on `surface` (`grpc` or
+    /// `http`), e.g. `missing_token`, `bad_token`, `forbidden`, `identity_mismatch`.
+    pub fn auth_failed(&self, surface: &str, reason: &str) {
+        self.auth_failures
+            .get_or_create(&vec![
+                ("surface".to_owned(), surface.to_owned()),
+                ("reason".to_owned(), reason.to_owned()),
+            ])
+            .inc();
     }
 
     /// Records the outcome of the last commit.
@@ -152,5 +190,16 @@ mod tests {
         m.set_store_error(Some("disk full".into()));
         assert!(m.render().contains("logward_store_healthy 0"));
         assert_eq!(m.store_error().as_deref(), Some("disk full"));
+        m.limit_hit("max_events_per_batch");
+        m.auth_failed("grpc", "bad_token");
+        let text = m.render();
+        assert!(
+            text.contains("logward_limit_rejections_total{limit=\"max_events_per_batch\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("logward_auth_failures_total{surface=\"grpc\",reason=\"bad_token\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use tokio::task::JoinSet;
 
 use crate::config::{AlertingConfig, ChannelConfig};
-use crate::detection::Detection;
+use crate::detection::{Detection, ExactMessages};
 use crate::error::{Error, Result};
 use crate::flood::Flood;
 use crate::health::{ChannelHealth, Health};
@@ -62,7 +62,12 @@ impl Alerter {
         let notifiers = config
             .channels
             .iter()
-            .map(|c| Ok((c.name.clone(), notify::from_config(c)?)))
+            .map(|c| {
+                Ok((
+                    c.name.clone(),
+                    notify::from_config(c, &config.allow_targets)?,
+                ))
+            })
             .collect::<Result<BTreeMap<_, _>>>()?;
         Self::with_notifiers(config, data_dir, notifiers)
     }
@@ -137,6 +142,17 @@ impl Alerter {
     /// each accepting channel's flood control. Blocking file I/O: call it from
     /// `spawn_blocking` or a thread of its own when latency matters.
     pub fn ingest(&self, detections: &[Detection], now: OffsetDateTime) -> Result<()> {
+        self.ingest_exact(detections, &ExactMessages::new(), now)
+    }
+
+    /// Like [`Alerter::ingest`], with the exact bytes of sample lines that are not valid
+    /// UTF-8 (by event id): alerts and notifications then carry them as `message_b64`.
+    pub fn ingest_exact(
+        &self,
+        detections: &[Detection],
+        exact: &ExactMessages,
+        now: OffsetDateTime,
+    ) -> Result<()> {
         let cfg = &self.inner.config;
         let mut st = self.lock();
         let st = &mut *st;
@@ -144,7 +160,7 @@ impl Alerter {
         let mut any_routed = false;
         for d in detections {
             st.health.detections_total += 1;
-            let folded = st.alerts.fold(d, cfg, now);
+            let folded = st.alerts.fold(d, exact, cfg, now);
             if folded.new_alert {
                 st.health.alerts_opened_total += 1;
                 tracing::info!(alert = %folded.alert.id, rule = %d.rule_id, level = %d.level, "alert opened");

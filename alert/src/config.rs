@@ -28,6 +28,10 @@ pub struct AlertingConfig {
     pub max_dead_letters: usize,
     /// How often the runner flushes notification groups and retries deliveries.
     pub tick: HumanDuration,
+    /// Addresses (CIDR, or a bare IP for one address) every webhook channel may reach
+    /// although the SSRF guard refuses them by default (loopback, private, link-local, …),
+    /// e.g. `["127.0.0.1/32"]` for a receiver on this host; added to each channel's own.
+    pub allow_targets: Vec<String>,
     /// Where notifications go.
     pub channels: Vec<ChannelConfig>,
 }
@@ -42,6 +46,7 @@ impl Default for AlertingConfig {
             max_alerts: 10_000,
             max_dead_letters: 1_000,
             tick: HumanDuration::secs(1),
+            allow_targets: Vec::new(),
             channels: Vec::new(),
         }
     }
@@ -218,6 +223,18 @@ pub struct WebhookConfig {
     /// for Slack; see docs/ALERTING.md.
     #[serde(default)]
     pub template: Option<String>,
+    /// Addresses (CIDR or bare IP) this webhook may reach although the SSRF guard refuses
+    /// them by default; added to `[alerting] allow_targets`.
+    #[serde(default)]
+    pub allow_targets: Vec<String>,
+}
+
+impl WebhookConfig {
+    /// The allow list in force for this webhook: `[alerting] allow_targets` plus its own.
+    pub fn effective_allow(&self, global: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+        let all: Vec<String> = global.iter().chain(&self.allow_targets).cloned().collect();
+        crate::notify::guard::parse_allow(&all)
+    }
 }
 
 impl AlertingConfig {
@@ -241,6 +258,8 @@ impl AlertingConfig {
         if self.tick.is_zero() {
             return bad("tick must be more than 0".to_owned());
         }
+        crate::notify::guard::parse_allow(&self.allow_targets)
+            .map_err(|m| Error::Config(format!("alerting.{m}")))?;
         let mut names = std::collections::BTreeSet::new();
         for c in &self.channels {
             let ctx = |m: &str| Error::Config(format!("channel '{}': {m}", c.name));
@@ -260,7 +279,7 @@ impl AlertingConfig {
             }
             match (&c.email, &c.webhook) {
                 (Some(e), None) => validate_email(e).map_err(|m| ctx(&m))?,
-                (None, Some(w)) => validate_webhook(w).map_err(|m| ctx(&m))?,
+                (None, Some(w)) => validate_webhook(w, &self.allow_targets).map_err(|m| ctx(&m))?,
                 _ => return Err(ctx("needs exactly one of [email] and [webhook]")),
             }
             if c.retry.max_attempts == 0 || c.retry.timeout.is_zero() {
@@ -295,10 +314,13 @@ fn validate_email(e: &EmailConfig) -> Result<(), String> {
     crate::render::check_subject_template(&e.subject)
 }
 
-fn validate_webhook(w: &WebhookConfig) -> Result<(), String> {
+fn validate_webhook(w: &WebhookConfig, global_allow: &[String]) -> Result<(), String> {
     if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
         return Err(format!("webhook.url '{}' must be an http(s) URL", w.url));
     }
+    let allow = w.effective_allow(global_allow)?;
+    crate::notify::guard::check_url(&w.url, &allow)
+        .map_err(|m| format!("webhook.url '{}': {m}", w.url))?;
     for (k, v) in &w.headers {
         reqwest::header::HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| format!("webhook header name '{k}' is not valid"))?;

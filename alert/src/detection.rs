@@ -69,6 +69,24 @@ pub struct SampleEvent {
     pub message: String,
 }
 
+/// A sample event as alerts keep it and notifications carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    /// The event's `id` in the search index.
+    pub id: String,
+    /// The log line as text (cut to `max_sample_bytes`, marked `…`). When the line is not
+    /// valid UTF-8 each bad sequence is U+FFFD and `message_b64` has the exact bytes.
+    pub message: String,
+    /// The exact bytes of the line (standard base64, padded; the first `max_sample_bytes`
+    /// bytes), present only when the line is not valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_b64: Option<String>,
+}
+
+/// Exact bytes of sample messages that are not valid UTF-8, by event id; see
+/// [`crate::Alerter::ingest_exact`].
+pub type ExactMessages = std::collections::HashMap<String, Vec<u8>>;
+
 /// A rule matched: what the server hands to [`crate::Alerter::ingest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detection {

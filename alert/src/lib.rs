@@ -30,7 +30,7 @@ use std::future::Future;
 pub use alerter::{Alerter, DeliveryReport};
 pub use api::router;
 pub use config::AlertingConfig;
-pub use detection::{Detection, Level, SampleEvent};
+pub use detection::{Detection, ExactMessages, Level, Sample, SampleEvent};
 pub use error::Error;
 pub use health::Health;
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::detection::{Level, SampleEvent};
+use crate::detection::{Level, Sample};
 use crate::store::{Alert, AlertStatus};
 
 /// The value of `schema` in every payload.
@@ -53,7 +53,7 @@ pub struct NotifiedAlert {
     /// Detections since this channel last notified about the alert.
     pub new_since_last: u64,
     /// Sample events.
-    pub samples: Vec<SampleEvent>,
+    pub samples: Vec<Sample>,
     /// Search API link for the matching events.
     pub link: String,
     /// Open, acknowledged or resolved.
@@ -159,10 +159,18 @@ pub(crate) fn sample() -> Notification {
             last_seen: t,
             count: 1,
             new_since_last: 1,
-            samples: vec![SampleEvent {
-                id: "e1".to_owned(),
-                message: "GET /?q=<img src=x onerror=alert(1)> \"' & done\n".to_owned(),
-            }],
+            samples: vec![
+                Sample {
+                    id: "e1".to_owned(),
+                    message: "GET /?q=<img src=x onerror=alert(1)> \"' & done\n".to_owned(),
+                    message_b64: None,
+                },
+                Sample {
+                    id: "e2".to_owned(),
+                    message: "\u{1b}[31mred\u{1b}[0m\r\nSubject: forged\r\n\r\nfake line\0 \u{fffd}\u{202e}".to_owned(),
+                    message_b64: Some("G1szMW1yZWQbWzBtDQpTdWJqZWN0OiBmb3JnZWQNCg0KZmFrZSBsaW5lACD/4oCu".to_owned()),
+                },
+            ],
             link: "http://127.0.0.1:7421/api/v1/search?q=x&start=0".to_owned(),
             status: AlertStatus::Open,
         }],

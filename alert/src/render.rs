@@ -1,7 +1,10 @@
 //! Rendering notifications: the subject template, text and HTML bodies, webhook templates.
 //!
-//! Log lines are untrusted: HTML bodies escape every value, subjects lose control
-//! characters (no header injection), webhook templates JSON-escape every value.
+//! Log lines are untrusted. Every value shown to a person goes through [`escape_visible`]
+//! (control characters, ANSI escapes, line separators and bidi overrides become visible
+//! `\n`, `\u{1b}`, … so a line can never forge another line, header or field); HTML
+//! bodies also HTML-escape; subjects are single-line (no header injection); webhook
+//! templates JSON-escape every value.
 
 use std::fmt::Write as _;
 
@@ -68,12 +71,14 @@ fn substitute(
     Ok(out)
 }
 
-/// The subject: template filled in, control characters replaced, at most 200 chars.
+/// The subject: template filled in with escaped values, at most 200 chars, one line.
 pub fn subject(template: &str, n: &Notification) -> String {
     let s = substitute(template, "{", "}", |name| {
-        NAMES.contains(&name).then(|| value(n, name))
+        NAMES
+            .contains(&name)
+            .then(|| escape_visible(&value(n, name)))
     })
-    .unwrap_or_else(|_| format!("[logward] {}: {}", n.level(), n.title()));
+    .unwrap_or_else(|_| format!("[logward] {}: {}", n.level(), escape_visible(&n.title())));
     let clean: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -88,15 +93,23 @@ pub fn check_subject_template(t: &str) -> Result<(), String> {
         .map_err(|e| format!("email.subject: {e}"))
 }
 
-/// Renders a webhook body template: `{{name}}` becomes the JSON-escaped value (without
-/// quotes), `{{payload}}` the whole logward payload as JSON.
+/// Renders a webhook body template: `{{name}}` becomes the value, made visible with
+/// [`escape_visible`] (templates feed chat tools that people read; `text` is the escaped
+/// text body) and JSON-escaped (without quotes); `{{payload}}` is the whole logward
+/// payload as JSON, values exact.
 pub fn webhook_body(template: &str, n: &Notification) -> Result<String, String> {
     substitute(template, "{{", "}}", |name| {
         if name == "payload" {
             return serde_json::to_string(n).ok();
         }
         NAMES.contains(&name).then(|| {
-            let quoted = serde_json::Value::String(value(n, name)).to_string();
+            let v = value(n, name);
+            let v = if name == "text" {
+                v
+            } else {
+                escape_visible(&v)
+            };
+            let quoted = serde_json::Value::String(v).to_string();
             quoted[1..quoted.len() - 1].to_owned()
         })
     })
@@ -111,16 +124,39 @@ pub fn check_webhook_template(t: &str) -> Result<(), String> {
         .map_err(|e| format!("webhook.template does not render to JSON: {e}"))
 }
 
-/// Replaces control characters (newlines included) so one value stays on one line.
-fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+/// Makes a value safe to show: `\` is doubled; newline, CR, tab and NUL become `\n`,
+/// `\r`, `\t`, `\0`; every other control character (C0, DEL, C1: so ANSI escapes lose
+/// their ESC), the Unicode line and paragraph separators, bidi controls and zero-width
+/// characters become `\u{hex}`. The result is one line that shows what the log said
+/// and can be mapped back to the text without ambiguity.
+pub fn escape_visible(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            c if c.is_control() || is_invisible_format(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
-/// The plain-text body; values are kept on their own line.
+/// Format characters that can reorder, hide or break displayed text.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+        | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
+/// The plain-text body; every value is escaped and stays on its own line.
 pub fn text_body(n: &Notification) -> String {
-    let o = one_line;
+    let o = escape_visible;
     let mut s = String::new();
     let _ = writeln!(s, "{} [{}] {}", kind_word(n.kind), n.level(), o(&n.title()));
     for a in &n.alerts {
@@ -143,6 +179,13 @@ pub fn text_body(n: &Notification) -> String {
         let _ = writeln!(s, "  seen: {} .. {}", a.first_seen, a.last_seen);
         for e in &a.samples {
             let _ = writeln!(s, "  event {}: {}", o(&e.id), o(&e.message));
+            if let Some(b64) = &e.message_b64 {
+                let _ = writeln!(
+                    s,
+                    "  event {} is not valid UTF-8; exact bytes (base64): {b64}",
+                    o(&e.id)
+                );
+            }
         }
         let _ = writeln!(s, "  search: {}", a.link);
     }
@@ -158,7 +201,7 @@ pub fn text_body(n: &Notification) -> String {
 
 /// The HTML body; every value is escaped.
 pub fn html_body(n: &Notification) -> String {
-    let e = |v: &str| escape_html(&one_line(v));
+    let e = |v: &str| escape_html(&escape_visible(v));
     let mut s = String::from("<!DOCTYPE html><html><body style=\"font-family:sans-serif\">");
     let _ = write!(
         s,
@@ -199,6 +242,14 @@ pub fn html_body(n: &Notification) -> String {
                 e(&ev.id),
                 e(&ev.message)
             );
+            if let Some(b64) = &ev.message_b64 {
+                let _ = write!(
+                    s,
+                    "<tr><th align=\"left\">event {} bytes</th><td>not valid UTF-8; exact bytes (base64): <code>{}</code></td></tr>",
+                    e(&ev.id),
+                    e(b64)
+                );
+            }
         }
         let _ = write!(
             s,
@@ -266,6 +317,72 @@ mod tests {
         assert!(check_webhook_template(r#"{"text":"{{text}}","k":"{{idempotency_key}}"}"#).is_ok());
         assert!(check_webhook_template(r#"{"text":{{text}}}"#).is_err());
         assert!(check_webhook_template(r#"{"p":{{payload}}}"#).is_ok());
+    }
+
+    fn check_escape(input: &str, expected: &str) {
+        let got = escape_visible(input);
+        assert_eq!(got, expected, "input {input:?}");
+        assert!(
+            !got.chars()
+                .any(|c| c.is_control() || is_invisible_format(c)),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn hostile_samples_are_made_visible() {
+        check_escape("plain text é ✓", "plain text é ✓");
+        check_escape("a\r\nSubject: x", r"a\r\nSubject: x");
+        check_escape("\u{1b}[31mred\u{1b}[0m", r"\u{1b}[31mred\u{1b}[0m");
+        check_escape("\u{1b}]0;title\u{7}", r"\u{1b}]0;title\u{7}");
+        check_escape("nul\0tab\tdel\u{7f}", r"nul\0tab\tdel\u{7f}");
+        check_escape("c1 \u{85} \u{9b}31m", r"c1 \u{85} \u{9b}31m");
+        check_escape("ls\u{2028}ps\u{2029}", r"ls\u{2028}ps\u{2029}");
+        check_escape(
+            "bidi \u{202e}txt.exe \u{2066}x\u{2069}",
+            r"bidi \u{202e}txt.exe \u{2066}x\u{2069}",
+        );
+        check_escape("zw\u{200b}\u{feff}", r"zw\u{200b}\u{feff}");
+        check_escape(r"C:\dir\n", r"C:\\dir\\n");
+        check_escape("bad \u{fffd} utf8", "bad \u{fffd} utf8");
+    }
+
+    #[test]
+    fn hostile_sample_stays_on_its_lines() {
+        let n = sample();
+        let text = text_body(&n);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        for line in text.lines() {
+            assert!(
+                !line.starts_with("Subject:") && !line.starts_with("fake line"),
+                "{text}"
+            );
+        }
+        let e2 = concat!(
+            r"event e2: \u{1b}[31mred\u{1b}[0m\r\nSubject: forged\r\n\r\nfake line\0 ",
+            "\u{fffd}",
+            r"\u{202e}"
+        );
+        assert!(text.contains(e2), "{text}");
+        assert!(
+            text.contains("event e2 is not valid UTF-8; exact bytes (base64): G1sz"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r"host: web1\r\nBcc: evil@example.com"),
+            "{text}"
+        );
+        let subj = subject("{rule_title} {host}", &n);
+        assert_eq!(
+            subj,
+            r#"<script>"x"</script> web1\r\nBcc: evil@example.com"#
+        );
+        let html = html_body(&n);
+        assert!(!html.chars().any(|c| c.is_control()), "{html:?}");
+        assert!(html.contains(r"\u{1b}[31mred"), "{html}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::config::AlertingConfig;
-use crate::detection::{Detection, Labels, Level, SampleEvent, group_key_string};
+use crate::detection::{Detection, ExactMessages, Labels, Level, Sample, group_key_string};
 use crate::error::Result;
 use crate::journal::{Journal, Keyed};
 
@@ -47,7 +47,7 @@ pub struct Alert {
     /// Detections folded into this alert.
     pub count: u64,
     /// The first sample events.
-    pub samples: Vec<SampleEvent>,
+    pub samples: Vec<Sample>,
     /// Search API link for the matching events.
     pub link: String,
     /// Open, acknowledged or resolved.
@@ -124,6 +124,7 @@ impl AlertStore {
     pub(crate) fn fold(
         &mut self,
         d: &Detection,
+        exact: &ExactMessages,
         cfg: &AlertingConfig,
         now: OffsetDateTime,
     ) -> Folded {
@@ -135,7 +136,7 @@ impl AlertStore {
         {
             a.count += 1;
             a.last_seen = a.last_seen.max(d.timestamp);
-            add_samples(&mut a.samples, &d.events, cfg);
+            add_samples(&mut a.samples, d, exact, cfg);
             if d.query.is_none() {
                 a.query = sample_query(&a.samples);
             }
@@ -146,7 +147,7 @@ impl AlertStore {
             };
         }
         let mut samples = Vec::new();
-        add_samples(&mut samples, &d.events, cfg);
+        add_samples(&mut samples, d, exact, cfg);
         let query = d.query.clone().unwrap_or_else(|| sample_query(&samples));
         let mut labels = d.labels();
         labels.0.remove("tag");
@@ -255,14 +256,29 @@ impl AlertStore {
     }
 }
 
-fn add_samples(samples: &mut Vec<SampleEvent>, events: &[SampleEvent], cfg: &AlertingConfig) {
-    for e in events {
+fn add_samples(
+    samples: &mut Vec<Sample>,
+    d: &Detection,
+    exact: &ExactMessages,
+    cfg: &AlertingConfig,
+) {
+    use base64::Engine as _;
+    for e in &d.events {
         if samples.len() >= cfg.max_samples {
             break;
         }
-        samples.push(SampleEvent {
+        let bytes = exact.get(&e.id).filter(|b| std::str::from_utf8(b).is_err());
+        let message = match bytes {
+            Some(b) => cut(&String::from_utf8_lossy(b), cfg.max_sample_bytes),
+            None => cut(&e.message, cfg.max_sample_bytes),
+        };
+        samples.push(Sample {
             id: e.id.clone(),
-            message: cut(&e.message, cfg.max_sample_bytes),
+            message,
+            message_b64: bytes.map(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .encode(&b[..b.len().min(cfg.max_sample_bytes)])
+            }),
         });
     }
 }
@@ -279,7 +295,7 @@ pub(crate) fn cut(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-fn sample_query(samples: &[SampleEvent]) -> String {
+fn sample_query(samples: &[Sample]) -> String {
     if samples.is_empty() {
         return "*".to_owned();
     }

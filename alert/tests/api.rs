@@ -159,4 +159,42 @@ fn documented_config_example_is_valid() {
     assert!(bad("[[channels]]\nname = \"x\"\n[channels.webhook]\nurl = \"http://x\"\ntemplate = \"{\\\"a\\\": {{text}}}\"\n").is_err());
     assert!(bad("[[channels]]\nname = \"x\"\n[channels.email]\nhost = \"h\"\nfrom = \"not an address\"\nto = [\"a@b.c\"]\n").is_err());
     assert!(bad("dedup_window = \"5 minutes\"").is_err());
+    // The SSRF guard at config load: literal addresses and metadata names.
+    let hook = |url: &str, extra: &str| {
+        bad(&format!(
+            "{extra}\n[[channels]]\nname = \"x\"\n[channels.webhook]\nurl = \"{url}\"\n"
+        ))
+    };
+    let err = hook("http://127.0.0.1:9/", "").unwrap_err();
+    assert!(err.contains("127.0.0.1 (loopback) is not allowed"), "{err}");
+    assert!(err.contains("allow_targets"), "{err}");
+    assert!(hook("http://127.0.0.1:9/", "allow_targets = [\"127.0.0.1/32\"]").is_ok());
+    assert!(
+        hook("http://[::ffff:169.254.169.254]/", "")
+            .unwrap_err()
+            .contains("cloud metadata")
+    );
+    assert!(
+        hook("http://2130706433/", "")
+            .unwrap_err()
+            .contains("loopback")
+    );
+    assert!(
+        hook(
+            "http://metadata.google.internal/",
+            "allow_targets = [\"0.0.0.0/0\"]"
+        )
+        .unwrap_err()
+        .contains("metadata")
+    );
+    assert!(hook("http://hooks.example.com/", "").is_ok());
+    assert!(
+        hook("http://localhost/", "").is_ok(),
+        "names are checked at delivery"
+    );
+    assert!(
+        hook("http://x/", "allow_targets = [\"not-a-cidr\"]")
+            .unwrap_err()
+            .contains("not-a-cidr")
+    );
 }

@@ -131,7 +131,8 @@ async fn slack_template_and_permanent_failure_to_dead_letters() {
         v["text"]
             .as_str()
             .unwrap()
-            .starts_with("[high] quote \" and \\ backslash on web1: 1 new <http"),
+            // Template values are escaped for people: `\` is doubled (see escape_visible).
+            .starts_with("[high] quote \" and \\\\ backslash on web1: 1 new <http"),
         "{v}"
     );
     assert_eq!(bad_seen.lock().unwrap().len(), 1, "a 400 is not retried");

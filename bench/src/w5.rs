@@ -82,6 +82,7 @@ realert = "0s"
 max_per_hour = 0
 [alerting.channels.webhook]
 url = "http://127.0.0.1:{port}/hook"
+allow_targets = ["127.0.0.1/32"]
 "#
     )
 }

@@ -24,6 +24,9 @@ const MIB: usize = 1024 * KIB;
 /// The largest batch we allow ourselves to build: tonic's default receive limit is 4 MiB,
 /// and a batch may overshoot `batch_max_bytes` by at most one event's metadata.
 pub const MAX_BATCH_BYTES: usize = 3 * MIB;
+/// The most events a batch may hold: the server's default `[limits] max_events_per_batch`,
+/// so that a collector never builds a batch a default server refuses.
+pub const MAX_BATCH_EVENTS: usize = 10_000;
 
 /// Everything the collector needs to run.
 ///
@@ -31,11 +34,31 @@ pub const MAX_BATCH_BYTES: usize = 3 * MIB;
 /// the batch being filled) plus, per container, one read buffer of at most
 /// `2 * max_event_bytes` and one pending partial-line event of at most `max_event_bytes`
 /// (only the oldest unread file of a container is read; the others hold just a descriptor).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// gRPC address of the logward server (`http://` or `https://`).
+    /// gRPC address of the logward server (`https://` for TLS, `http://` for plaintext).
     pub server: String,
+    /// PEM bundle of the CA certificates that verify the server (`https://` only). Without
+    /// it the bundled public web roots (webpki-roots) verify the server.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS; needs `client_key` and `https://`.
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// Name to verify in the server's certificate when it differs from the URL's host.
+    pub server_name: Option<String>,
+    /// File holding the bearer token sent to the server (white space around it is trimmed).
+    pub token_file: Option<PathBuf>,
+    /// The bearer token, sent as `authorization: Bearer <token>`. Never read from the TOML
+    /// file: the command line fills it from `token_file` or `LOGWARD_TOKEN`, an embedding
+    /// program sets it in code, and [`crate::run`] reads `token_file` when it is unset.
+    #[serde(skip)]
+    pub token: Option<String>,
+    /// Compression of the batches sent: `none`, `gzip` or `zstd`.
+    pub compression: Compression,
     /// Directory holding Docker's `<id>/<id>-json.log` and `<id>/config.v2.json` files.
     pub docker_dir: PathBuf,
     /// Do not collect Docker container logs.
@@ -111,6 +134,30 @@ pub struct Config {
     pub include_self: bool,
 }
 
+/// Compression of the batches sent to the server (the server accepts all of them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Uncompressed.
+    None,
+    /// gzip (level 6).
+    Gzip,
+    /// zstd (level 3): about as small as gzip at a fraction of its CPU cost.
+    #[default]
+    Zstd,
+}
+
+impl Compression {
+    /// The gRPC encoding, `None` for no compression.
+    pub fn encoding(self) -> Option<tonic::codec::CompressionEncoding> {
+        match self {
+            Self::None => None,
+            Self::Gzip => Some(tonic::codec::CompressionEncoding::Gzip),
+            Self::Zstd => Some(tonic::codec::CompressionEncoding::Zstd),
+        }
+    }
+}
+
 /// Where the journal is read from when there is no journald checkpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -139,6 +186,13 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             server: DEFAULT_SERVER.to_owned(),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            server_name: None,
+            token_file: None,
+            token: None,
+            compression: Compression::default(),
             docker_dir: PathBuf::from(DEFAULT_DOCKER_DIR),
             no_docker: false,
             no_journald: false,
@@ -193,7 +247,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         reason: reason.into(),
@@ -228,8 +282,11 @@ impl Config {
         if self.hostname.trim().is_empty() {
             return Err(invalid("hostname", "must not be empty"));
         }
-        if self.batch_max_events == 0 {
-            return Err(invalid("batch_max_events", "must be at least 1"));
+        if !(1..=MAX_BATCH_EVENTS).contains(&self.batch_max_events) {
+            return Err(invalid(
+                "batch_max_events",
+                format!("must be between 1 and {MAX_BATCH_EVENTS}"),
+            ));
         }
         if !(KIB..=MAX_BATCH_BYTES).contains(&self.batch_max_bytes) {
             return Err(invalid(
@@ -319,7 +376,17 @@ impl Config {
             };
             Filter::new(&spec).map_err(|e| invalid(key, e.to_string()))?;
         }
-        Ok(())
+        crate::security::validate(self)
+    }
+
+    /// Whether `server` is `https://` (TLS).
+    pub fn uses_tls(&self) -> bool {
+        self.server
+            .parse::<tonic::codegen::http::Uri>()
+            .is_ok_and(|uri| {
+                uri.scheme_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+            })
     }
 
     /// The container filters of this configuration.
@@ -332,6 +399,55 @@ impl Config {
             include_labels: self.include_labels.clone(),
             exclude_labels: self.exclude_labels.clone(),
         }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field but the token, which shows only whether it is set.
+        let token = self.token.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("server", &self.server)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("server_name", &self.server_name)
+            .field("token_file", &self.token_file)
+            .field("token", &token)
+            .field("compression", &self.compression)
+            .field("docker_dir", &self.docker_dir)
+            .field("no_docker", &self.no_docker)
+            .field("no_journald", &self.no_journald)
+            .field("journal_dir", &self.journal_dir)
+            .field("journal_files", &self.journal_files)
+            .field("journal_start", &self.journal_start)
+            .field("include_units", &self.include_units)
+            .field("exclude_units", &self.exclude_units)
+            .field("include_identifiers", &self.include_identifiers)
+            .field("exclude_identifiers", &self.exclude_identifiers)
+            .field("min_priority", &self.min_priority)
+            .field("matches", &self.matches)
+            .field("journalctl", &self.journalctl)
+            .field("state_dir", &self.state_dir)
+            .field("hostname", &self.hostname)
+            .field("batch_max_events", &self.batch_max_events)
+            .field("batch_max_bytes", &self.batch_max_bytes)
+            .field("batch_linger_ms", &self.batch_linger_ms)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("poll_interval_ms", &self.poll_interval_ms)
+            .field("max_event_bytes", &self.max_event_bytes)
+            .field("shutdown_grace_ms", &self.shutdown_grace_ms)
+            .field("read_from", &self.read_from)
+            .field("rescan_interval_ms", &self.rescan_interval_ms)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("include_names", &self.include_names)
+            .field("exclude_names", &self.exclude_names)
+            .field("include_images", &self.include_images)
+            .field("exclude_images", &self.exclude_images)
+            .field("include_labels", &self.include_labels)
+            .field("exclude_labels", &self.exclude_labels)
+            .field("include_self", &self.include_self)
+            .finish()
     }
 }
 
@@ -370,6 +486,9 @@ mod tests {
             ("server", |c| c.server = "not a url".into()),
             ("hostname", |c| c.hostname = " ".into()),
             ("batch_max_events", |c| c.batch_max_events = 0),
+            ("batch_max_events", |c| {
+                c.batch_max_events = MAX_BATCH_EVENTS + 1;
+            }),
             ("batch_max_bytes", |c| c.batch_max_bytes = 10),
             ("batch_max_bytes", |c| c.batch_max_bytes = 64 * MIB),
             ("max_in_flight", |c| c.max_in_flight = 0),
@@ -421,6 +540,32 @@ mod tests {
         assert_eq!(config.journal_start, JournalStart::Beginning);
         assert_eq!(config.min_priority, Some(4));
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn security_keys_parse_from_the_file_but_the_token_does_not() {
+        let config: Config = toml::from_str(
+            "server = \"https://logs.example:7420\"\nca_file = \"/etc/logward/ca.pem\"\n\
+             client_cert = \"/etc/logward/c.pem\"\nclient_key = \"/etc/logward/c.key\"\n\
+             server_name = \"logward.internal\"\ntoken_file = \"/etc/logward/token\"\n\
+             compression = \"gzip\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.ca_file, Some(PathBuf::from("/etc/logward/ca.pem")));
+        assert_eq!(config.server_name.as_deref(), Some("logward.internal"));
+        assert_eq!(config.compression, Compression::Gzip);
+        assert_eq!(config.token, None);
+        config.validate().unwrap();
+        assert_eq!(Config::default().compression, Compression::Zstd);
+        assert!(toml::from_str::<Config>("token = \"lw_x\"").is_err());
+        assert!(toml::from_str::<Config>("compression = \"brotli\"").is_err());
+        let with_token = Config {
+            token: Some("lw_secret".into()),
+            ..Config::default()
+        };
+        let debug = format!("{with_token:?}");
+        assert!(!debug.contains("lw_secret") && debug.contains("<redacted>"));
+        assert!(!toml::to_string(&with_token).unwrap().contains("lw_secret"));
     }
 
     #[test]

@@ -16,7 +16,9 @@ pub mod journald;
 pub mod metrics;
 pub mod notify_dir;
 pub mod pipeline;
+pub mod security;
 pub mod ship;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,6 +46,12 @@ pub enum Error {
     /// The state directory could not be used.
     #[error("collector state")]
     State(#[source] checkpoint::CheckpointError),
+    /// The TLS files could not be loaded.
+    #[error("TLS settings")]
+    Tls(#[source] tls::TlsError),
+    /// The token file could not be loaded.
+    #[error("collector token")]
+    Token(#[source] security::TokenError),
     /// A task of the collector ended unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),
@@ -68,11 +76,28 @@ pub async fn run(
 
 /// [`run`] with the metrics listener already bound (`None`: no metrics listener).
 pub async fn run_with_listener(
-    config: Config,
+    mut config: Config,
     metrics_listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    if config.token.is_none()
+        && let Some(path) = &config.token_file
+    {
+        config.token = Some(security::read_token_file(path).map_err(Error::Token)?);
+    }
     config.validate()?;
+    let tls_warnings = tls::preflight(&config).map_err(Error::Tls)?;
+    let token_warning = config
+        .token_file
+        .as_deref()
+        .and_then(|p| security::secret_file_warning("token_file", p));
+    for warning in security::warnings(&config)
+        .into_iter()
+        .chain(tls_warnings)
+        .chain(token_warning)
+    {
+        tracing::warn!(server = %config.server, "{warning}");
+    }
     let metrics = Arc::new(metrics::Metrics::new());
     let (metrics_stop, metrics_stopped) = watch_channel();
     let metrics_task = match metrics_listener {
@@ -98,12 +123,13 @@ pub async fn run_with_listener(
     let (event_tx, mut event_rx) = mpsc::channel(capacity + 1);
     let (stop_tx, stop_rx) = watch::channel(false);
     let shipper = Shipper::new(
-        &config.server,
+        &config,
         pipeline.collector_id(),
         batch_rx,
         event_tx,
         stop_rx,
         capacity,
+        metrics.clone(),
     );
     let shipper = tokio::spawn(shipper.run());
 

@@ -12,6 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -33,6 +34,9 @@ pub struct Metrics {
     gaps: Gauge,
     bytes_lost: Gauge,
     postures: Gauge,
+    auth_failures: Counter,
+    tls_errors: Counter,
+    batch_rejections: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Default for Metrics {
@@ -67,8 +71,29 @@ impl Metrics {
             "Bytes of one log file not yet read",
             file_lag_bytes.clone(),
         );
+        let auth_failures = Counter::default();
+        registry.register(
+            "auth_failures",
+            "Connections the server refused as UNAUTHENTICATED or PERMISSION_DENIED",
+            auth_failures.clone(),
+        );
+        let tls_errors = Counter::default();
+        registry.register(
+            "tls_errors",
+            "Connections that failed in TLS (certificate, CA, handshake) or its files",
+            tls_errors.clone(),
+        );
+        let batch_rejections = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "batch_rejections",
+            "Streams the server ended over its limits, by reason (too_large, throttled)",
+            batch_rejections.clone(),
+        );
         Self {
             registry,
+            auth_failures,
+            tls_errors,
+            batch_rejections,
             lag_bytes,
             file_lag_bytes,
             files: Mutex::new(Vec::new()),
@@ -113,7 +138,25 @@ impl Metrics {
         total
     }
 
-    fn render(&self) -> String {
+    /// Counts a connection refused as UNAUTHENTICATED or PERMISSION_DENIED.
+    pub fn auth_failed(&self) {
+        self.auth_failures.inc();
+    }
+
+    /// Counts a TLS failure (or unusable TLS files).
+    pub fn tls_failed(&self) {
+        self.tls_errors.inc();
+    }
+
+    /// Counts a stream the server ended over a limit: `too_large` or `throttled`.
+    pub fn batch_rejected(&self, reason: &str) {
+        self.batch_rejections
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
+            .inc();
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);

@@ -109,10 +109,22 @@ async fn feed(
                 }
                 let converted: Vec<Detection> =
                     batch.iter().map(|d| convert(d, &recent, max_samples)).collect();
+                // Exact bytes of samples that are not valid UTF-8, so that alerts can
+                // carry them (`message_b64`) beside the lossy text.
+                let exact: logward_alert::ExactMessages = converted
+                    .iter()
+                    .flat_map(|d| &d.events)
+                    .filter_map(|s| {
+                        let e = recent.get(&s.id)?;
+                        std::str::from_utf8(&e.message)
+                            .is_err()
+                            .then(|| (s.id.clone(), e.message.to_vec()))
+                    })
+                    .collect();
                 let a = alerter.clone();
                 let n = converted.len();
                 match tokio::task::spawn_blocking(move || {
-                    a.ingest(&converted, OffsetDateTime::now_utc())
+                    a.ingest_exact(&converted, &exact, OffsetDateTime::now_utc())
                 })
                 .await
                 {

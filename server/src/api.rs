@@ -1,10 +1,11 @@
 //! The HTTP API (axum): search, count, aggregate, live tail, fields, the OpenAPI
-//! document, health and metrics.
+//! document, health and metrics, behind the guard of `http_limits` (API tokens and
+//! roles, body size, request time, concurrent searches and tails).
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRef, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -12,9 +13,10 @@ use serde_json::{Value, json};
 
 use crate::aggregate::{aggregate, parse_aggregate_params};
 use crate::error::ApiError;
+use crate::http_limits::Guards;
 use crate::metrics::Metrics;
-use crate::query::{QueryError, parse_common, parse_search_params};
-use crate::search::{Deadline, SearchError, TIME_BUDGET, count, search};
+use crate::query::{QueryError, QueryLimits, check_query, parse_common, parse_search_params};
+use crate::search::{Deadline, SearchError, count, search};
 use crate::store::Store;
 
 /// What every handler shares.
@@ -32,12 +34,15 @@ pub struct AppState {
     pub security: crate::security::SecurityConfig,
 }
 
+/// The live tail: exempt from `http_request_timeout_ms` once it streams.
+pub const TAIL_ROUTE: &str = "/api/v1/tail";
+
 /// Every route, as the OpenAPI document must list it.
 pub const ROUTES: &[&str] = &[
     "/api/v1/search",
     "/api/v1/count",
     "/api/v1/aggregate",
-    "/api/v1/tail",
+    TAIL_ROUTE,
     "/api/v1/fields",
     "/api/v1/openapi.json",
     "/healthz",
@@ -58,13 +63,48 @@ pub const ALERTING_ROUTES: &[&str] = &[
     "/api/v1/silences/{id}",
 ];
 
-/// Builds the router of the HTTP API.
+/// The handlers' state: the application's, and the guard's slots and limits.
+#[derive(Clone)]
+struct ApiState {
+    app: AppState,
+    guards: Arc<Guards>,
+}
+
+impl FromRef<ApiState> for AppState {
+    fn from_ref(s: &ApiState) -> AppState {
+        s.app.clone()
+    }
+}
+
+impl FromRef<ApiState> for Arc<Guards> {
+    fn from_ref(s: &ApiState) -> Arc<Guards> {
+        s.guards.clone()
+    }
+}
+
+/// Builds the router of the HTTP API with its guard, from `state.limits` and
+/// `state.security`.
 pub fn router(state: AppState) -> Router {
+    let guards = Arc::new(Guards::new(
+        &state.limits,
+        &state.security,
+        state.metrics.clone(),
+    ));
+    router_with(state, guards)
+}
+
+/// [`router`] with given guards (tests hold slots of them).
+pub fn router_with(state: AppState, guards: Arc<Guards>) -> Router {
     let alerting = match &state.alerter {
         Some(a) => logward_alert::router(a.clone()),
         None => ALERTING_ROUTES
             .iter()
             .fold(Router::new(), |r, path| r.route(path, any(alerting_off))),
+    };
+    let body_limit = guards.limits.http_max_body_bytes;
+    let api_state = ApiState {
+        app: state,
+        guards: guards.clone(),
     };
     Router::new()
         .route(ROUTES[0], get(search_handler))
@@ -79,8 +119,14 @@ pub fn router(state: AppState) -> Router {
         .route(ROUTES[9], get(rules_handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(api_state)
         .merge(alerting)
+        // Extractors (the alerting routes' JSON) take what the guard let through.
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            guards,
+            crate::http_limits::guard,
+        ))
 }
 
 fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
@@ -89,21 +135,29 @@ fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Runs a blocking query with the time budget; counts outcomes in the metrics.
+/// Runs a blocking query in a `max_concurrent_searches` slot (held until the blocking
+/// work ends, even when the request times out first) with the `search_timeout_ms`
+/// budget; counts outcomes in the metrics.
 async fn run_query<T: Send + 'static>(
     state: &AppState,
+    guards: &Guards,
     job: impl FnOnce(&Store, &Deadline) -> Result<T, SearchError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let slot = guards.searches.acquire(&state.metrics).await?;
     let store = state.store.clone();
-    let deadline = Deadline::after(TIME_BUDGET);
-    let result = tokio::task::spawn_blocking(move || job(&store, &deadline))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("search task failed: {e}"),
-            )
-        })?;
+    let deadline = Deadline::after(guards.search_budget());
+    let result = tokio::task::spawn_blocking(move || {
+        let result = job(&store, &deadline);
+        drop(slot);
+        result
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("search task failed: {e}"),
+        )
+    })?;
     match result {
         Ok(body) => {
             state.metrics.searches.inc();
@@ -111,52 +165,75 @@ async fn run_query<T: Send + 'static>(
         }
         Err(e) => {
             match &e {
-                SearchError::Timeout(_) => state.metrics.searches_timed_out.inc(),
-                _ => state.metrics.searches_rejected.inc(),
-            };
+                SearchError::Timeout(_) => {
+                    state.metrics.searches_timed_out.inc();
+                    state.metrics.limit_hit("search_timeout_ms");
+                }
+                _ => {
+                    state.metrics.searches_rejected.inc();
+                }
+            }
             Err(e.into())
         }
     }
 }
 
+/// A refused request parameter: counted as a rejected search, and under its limit
+/// when it broke one.
 fn rejected(state: &AppState, e: QueryError) -> ApiError {
     state.metrics.searches_rejected.inc();
+    if let Some((key, _)) = e.limit() {
+        state.metrics.limit_hit(key);
+    }
     e.into()
+}
+
+/// Checks a query string against the configured `query_max_bytes` and
+/// `query_max_clauses` (and the fixed nesting bound) before any slot is taken.
+fn checked(state: &AppState, q: &str) -> Result<(), ApiError> {
+    check_query(q, &QueryLimits::from(&state.limits)).map_err(|e| rejected(state, e))
 }
 
 async fn search_handler(
     State(state): State<AppState>,
+    State(guards): State<Arc<Guards>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = parse_search_params(&pairs(raw.as_deref()), now_nanos())
         .map_err(|e| rejected(&state, e))?;
-    let body = run_query(&state, move |s, d| search(s, &params, d)).await?;
+    checked(&state, &params.query)?;
+    let body = run_query(&state, &guards, move |s, d| search(s, &params, d)).await?;
     Ok(axum::Json(body).into_response())
 }
 
 async fn count_handler(
     State(state): State<AppState>,
+    State(guards): State<Arc<Guards>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let all = pairs(raw.as_deref());
     let (range, _) = parse_common(&all, &["q", "start", "end"], "q, start or end", now_nanos())
         .map_err(|e| rejected(&state, e))?;
-    let n = run_query(&state, move |s, d| count(s, &range, d)).await?;
+    checked(&state, &range.query)?;
+    let n = run_query(&state, &guards, move |s, d| count(s, &range, d)).await?;
     Ok(axum::Json(json!({ "count": n })).into_response())
 }
 
 async fn aggregate_handler(
     State(state): State<AppState>,
+    State(guards): State<Arc<Guards>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = parse_aggregate_params(&pairs(raw.as_deref()), now_nanos())
         .map_err(|e| rejected(&state, e))?;
-    let body = run_query(&state, move |s, d| aggregate(s, &params, d)).await?;
+    checked(&state, &params.range.query)?;
+    let body = run_query(&state, &guards, move |s, d| aggregate(s, &params, d)).await?;
     Ok(axum::Json(body).into_response())
 }
 
 async fn tail_handler(
     State(state): State<AppState>,
+    State(guards): State<Arc<Guards>>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -165,8 +242,16 @@ async fn tail_handler(
         .map(|v| v.to_str().unwrap_or("\u{fffd}"));
     let params = crate::tail::parse_tail_params(&pairs(raw.as_deref()), last_id)
         .map_err(|e| rejected(&state, e))?;
-    let sse = crate::tail::start(state.store.clone(), state.metrics.clone(), params)
-        .map_err(|e| rejected(&state, e))?;
+    checked(&state, &params.query)?;
+    let slot = guards.tails.acquire(&state.metrics).await?;
+    let sse = crate::tail::start(
+        state.store.clone(),
+        state.metrics.clone(),
+        params,
+        guards.search_budget(),
+        slot,
+    )
+    .map_err(|e| rejected(&state, e))?;
     Ok(sse.into_response())
 }
 

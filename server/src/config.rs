@@ -336,7 +336,7 @@ mod tests {
 
     #[test]
     fn alerting_section() {
-        let on = "[alerting]\n[[alerting.channels]]\nname = \"siem\"\n[alerting.channels.webhook]\nurl = \"http://127.0.0.1:9/h\"\n";
+        let on = "[alerting]\n[[alerting.channels]]\nname = \"siem\"\n[alerting.channels.webhook]\nurl = \"http://127.0.0.1:9/h\"\nallow_targets = [\"127.0.0.1/32\"]\n";
         check(on, Ok(()));
         let c: Config = toml::from_str(on).expect("parses");
         assert!(c.alerting_enabled().is_some());

@@ -1,12 +1,19 @@
 //! The gRPC ingest service: one bidirectional stream per collector, batches in, acks
 //! out in batch order. Several batches of a stream are in the store at once, so one
 //! commit covers a collector's whole window.
+//!
+//! Each stream is authenticated first (bearer token, client certificate, or open
+//! mode), and every event it sends is stamped with that identity in
+//! `logward.identity`. Sequence and dedup state is keyed by identity and collector id,
+//! so one identity never touches another's acks. Limits: events per batch, streams per
+//! identity, and an events-per-second bucket that slows a stream by not reading it.
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::stream::{FuturesOrdered, StreamExt};
-use logward_proto::{Ack, Batch, Ingest};
+use logward_proto::{Ack, Batch, Ingest, Values};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -14,15 +21,22 @@ use tracing::{debug, info, warn};
 
 use crate::error::store_status;
 use crate::extract::Extractors;
+use crate::limits::LimitsConfig;
 use crate::metrics::Metrics;
+use crate::security::incoming::PeerInfo;
+use crate::security::ingest_auth::{IngestAuth, state_key};
+use crate::security::quota::{Quotas, StreamSlot};
 use crate::store::Store;
 
 /// Most batches of one stream waiting for the store at once.
 const MAX_PENDING_PER_STREAM: usize = 64;
 /// Longest collector id accepted.
 const MAX_COLLECTOR_ID: usize = 128;
+/// The field every event carries with the authenticated identity of its sender.
+pub const IDENTITY_FIELD: &str = "logward.identity";
 
-/// The `logward.v1.Ingest` service.
+/// The `logward.v1.Ingest` service. Clones share their quotas.
+#[derive(Clone)]
 pub struct IngestService {
     store: Store,
     metrics: Arc<Metrics>,
@@ -30,6 +44,11 @@ pub struct IngestService {
     stopping: watch::Receiver<bool>,
     /// Fills structured fields before the store indexes and the rules see the events.
     extractors: Arc<Extractors>,
+    /// Collector credentials.
+    auth: Arc<IngestAuth>,
+    /// Streams and event rates per identity.
+    quotas: Arc<Quotas>,
+    limits: LimitsConfig,
 }
 
 impl IngestService {
@@ -38,13 +57,49 @@ impl IngestService {
         metrics: Arc<Metrics>,
         stopping: watch::Receiver<bool>,
         extractors: Arc<Extractors>,
+        auth: Arc<IngestAuth>,
+        limits: &LimitsConfig,
     ) -> Self {
         IngestService {
             store,
             metrics,
             stopping,
             extractors,
+            auth,
+            quotas: Quotas::new(
+                limits.max_streams_per_collector,
+                limits.collector_events_per_s,
+                limits.collector_burst_events,
+            ),
+            limits: limits.clone(),
         }
+    }
+
+    /// Authenticates a stream and takes a stream slot of its identity.
+    fn admit<T>(&self, request: &Request<T>) -> Result<(String, StreamSlot), Status> {
+        let peer = request.extensions().get::<PeerInfo>();
+        let cert = peer.and_then(|p| p.cert_identity.as_deref());
+        let authorization = match request.metadata().get("authorization") {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| {
+                self.metrics.auth_failed("grpc", "malformed_token");
+                Status::unauthenticated("authorization metadata is not valid text")
+            })?),
+        };
+        let identity = self.auth.authenticate(authorization, cert).map_err(|e| {
+            self.metrics.auth_failed("grpc", e.reason());
+            warn!(peer = ?peer.and_then(|p| p.remote), reason = e.reason(), error = %e, "collector refused");
+            e.status()
+        })?;
+        let slot = self.quotas.open_stream(&identity).map_err(|open| {
+            self.metrics.limit_hit("max_streams_per_collector");
+            warn!(%identity, open, "collector refused: too many streams");
+            Status::resource_exhausted(format!(
+                "collector identity {identity:?} already has {open} ingest streams open; limits.max_streams_per_collector = {}",
+                self.limits.max_streams_per_collector
+            ))
+        })?;
+        Ok((identity, slot))
     }
 }
 
@@ -59,7 +114,12 @@ impl Ingest for IngestService {
         &self,
         request: Request<Streaming<Batch>>,
     ) -> Result<Response<AckStream>, Status> {
-        let peer = request.remote_addr();
+        let (identity, slot) = self.admit(&request)?;
+        let peer = request
+            .extensions()
+            .get::<PeerInfo>()
+            .and_then(|p| p.remote)
+            .or_else(|| request.remote_addr());
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(MAX_PENDING_PER_STREAM);
         let session = Session {
@@ -68,6 +128,11 @@ impl Ingest for IngestService {
             stopping: self.stopping.clone(),
             extractors: self.extractors.clone(),
             collector_id: None,
+            identity,
+            quotas: self.quotas.clone(),
+            _slot: slot,
+            max_events: self.limits.max_events_per_batch,
+            max_message_bytes: self.limits.grpc_max_message_bytes,
         };
         tokio::spawn(session.run(inbound, tx, peer));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -80,6 +145,13 @@ struct Session {
     stopping: watch::Receiver<bool>,
     extractors: Arc<Extractors>,
     collector_id: Option<String>,
+    /// The authenticated identity of the stream.
+    identity: String,
+    quotas: Arc<Quotas>,
+    /// Held while the stream is open.
+    _slot: StreamSlot,
+    max_events: usize,
+    max_message_bytes: usize,
 }
 
 impl Session {
@@ -93,7 +165,10 @@ impl Session {
         let mut pending: FuturesOrdered<AckFuture> = FuturesOrdered::new();
         let mut reading = true;
         let mut end: Option<Status> = None;
+        // Set while the identity is over its event rate: reading waits until then.
+        let mut paused_until: Option<tokio::time::Instant> = None;
         while reading || !pending.is_empty() {
+            let resume = paused_until;
             tokio::select! {
                 biased;
                 Some(ack) = pending.next(), if !pending.is_empty() => match ack {
@@ -113,37 +188,79 @@ impl Session {
                         end = Some(Status::unavailable("server is shutting down; reconnect later"));
                     }
                 }
-                message = inbound.message(), if reading && pending.len() < MAX_PENDING_PER_STREAM => {
+                () = sleep_until(resume), if reading && resume.is_some() => paused_until = None,
+                message = inbound.message(), if reading && paused_until.is_none() && pending.len() < MAX_PENDING_PER_STREAM => {
                     match message {
-                        Ok(Some(batch)) => match self.accept(batch) {
-                            Ok(fut) => pending.push_back(fut),
-                            Err(status) => {
-                                end = Some(status);
-                                break;
+                        Ok(Some(batch)) => {
+                            let n = batch.events.len() as u64;
+                            match self.accept(batch) {
+                                Ok(fut) => pending.push_back(fut),
+                                Err(status) => {
+                                    // Batches taken before still get their acks first.
+                                    end = Some(status);
+                                    reading = false;
+                                    continue;
+                                }
                             }
-                        },
+                            let wait = self.quotas.spend(&self.identity, n, std::time::Instant::now());
+                            if wait > Duration::ZERO {
+                                self.metrics.limit_hit("collector_events_per_s");
+                                debug!(identity = %self.identity, wait_ms = wait.as_millis() as u64, "collector over its event rate; pausing its stream");
+                                paused_until = Some(tokio::time::Instant::now() + wait);
+                            }
+                        }
                         Ok(None) => reading = false,
                         Err(status) => {
-                            debug!(%status, "collector stream ended with an error");
+                            // Acks of what was taken still go out, then the refusal.
                             reading = false;
+                            match self.decode_limit(&status) {
+                                Some(refusal) => end = Some(refusal),
+                                None => debug!(%status, "collector stream ended with an error"),
+                            }
                         }
                     }
                 }
             }
         }
+        let collector = self.collector_id.as_deref().unwrap_or("?");
         if let Some(status) = end {
             if status.code() != tonic::Code::Unavailable {
-                warn!(collector = self.collector_id.as_deref().unwrap_or("?"), peer = ?peer, %status, "collector stream refused");
+                warn!(collector, identity = %self.identity, peer = ?peer, %status, "collector stream refused");
             }
             let _ = tx.send(Err(status)).await;
         }
         self.metrics.streams_open.dec();
-        info!(collector = self.collector_id.as_deref().unwrap_or("?"), peer = ?peer, "collector stream closed");
+        info!(collector, identity = %self.identity, peer = ?peer, "collector stream closed");
+    }
+
+    /// The refusal to send for a message the decoder refused by size, if it was that.
+    fn decode_limit(&self, status: &Status) -> Option<Status> {
+        let too_large = match status.code() {
+            tonic::Code::OutOfRange => status.message().contains("message length too large"),
+            tonic::Code::ResourceExhausted => status.message().contains("size limit"),
+            _ => false,
+        };
+        if !too_large {
+            return None;
+        }
+        self.metrics.limit_hit("grpc_max_message_bytes");
+        Some(Status::resource_exhausted(format!(
+            "message larger than limits.grpc_max_message_bytes = {} bytes (after decompression); send smaller batches",
+            self.max_message_bytes
+        )))
     }
 
     /// Checks a batch and hands it to the store; the future yields its ack.
     fn accept(&mut self, batch: Batch) -> Result<AckFuture, Status> {
         let n = batch.events.len() as u64;
+        if batch.events.len() > self.max_events {
+            self.metrics.events_rejected.inc_by(n);
+            self.metrics.limit_hit("max_events_per_batch");
+            return Err(Status::invalid_argument(format!(
+                "batch of {n} events exceeds limits.max_events_per_batch = {}",
+                self.max_events
+            )));
+        }
         if let Err(message) = self.check(&batch) {
             self.metrics.events_rejected.inc_by(n);
             return Err(Status::invalid_argument(message));
@@ -155,13 +272,11 @@ impl Session {
             sequence,
             mut events,
         } = batch;
+        let key = state_key(&self.identity, &collector_id);
         let extractors = self.extractors.clone();
         if sequence == 0 {
             return Ok(Box::pin(async move {
-                let high_water = store
-                    .high_water(collector_id)
-                    .await
-                    .map_err(|e| store_status(&e))?;
+                let high_water = store.high_water(key).await.map_err(|e| store_status(&e))?;
                 Ok(Ack {
                     sequence: 0,
                     duplicates: 0,
@@ -174,11 +289,19 @@ impl Session {
         metrics
             .bytes_received
             .inc_by(events.iter().map(|e| e.message.len() as u64).sum());
+        let identity = self.identity.clone();
         Ok(Box::pin(async move {
             for event in &mut events {
                 extractors.apply(event);
+                // The server's word, whatever the collector or an extractor put there.
+                event.fields.insert(
+                    IDENTITY_FIELD.to_owned(),
+                    Values {
+                        values: vec![identity.clone()],
+                    },
+                );
             }
-            match store.append(collector_id, sequence, events).await {
+            match store.append(key, sequence, events).await {
                 Ok(info) => Ok(Ack {
                     sequence: info.sequence,
                     duplicates: info.duplicates,
@@ -209,7 +332,7 @@ impl Session {
         }
         match &self.collector_id {
             None => {
-                info!(collector = %id, "collector stream opened");
+                info!(collector = %id, identity = %self.identity, "collector stream opened");
                 self.collector_id = Some(id.clone());
             }
             Some(first) if first != id => {
@@ -225,5 +348,12 @@ impl Session {
             );
         }
         Ok(())
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use logward_server::cli::{Args, Command, load, run_rules};
+use logward_server::cli::{Args, Command, load, run_rules, run_token};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,6 +18,13 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Rules(command)) = &args.command {
         use std::io::Write;
         let (out, err, code) = run_rules(command);
+        let _ = std::io::stdout().write_all(out.as_bytes());
+        let _ = std::io::stderr().write_all(err.as_bytes());
+        std::process::exit(code);
+    }
+    if let Some(Command::Token(command)) = &args.command {
+        use std::io::Write;
+        let (out, err, code) = run_token(command, &mut std::io::stdin());
         let _ = std::io::stdout().write_all(out.as_bytes());
         let _ = std::io::stderr().write_all(err.as_bytes());
         std::process::exit(code);

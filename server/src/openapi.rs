@@ -1,5 +1,6 @@
 //! The OpenAPI 3.1 document served at `/api/v1/openapi.json`. A test checks that it
-//! lists every route of the router and nothing else.
+//! lists every route of the router and nothing else, and that every operation names
+//! the role it needs and its 401/403 answers.
 
 use serde_json::{Value, json};
 
@@ -13,8 +14,8 @@ fn range_params() -> Vec<Value> {
     vec![
         param(
             "q",
-            "Query (Lucene-like, AND by default, `message` is the default field); empty or `*` matches all",
-            json!({"type": "string", "maxLength": 16384}),
+            "Query (Lucene-like, AND by default, `message` is the default field); empty or `*` matches all. At most `[limits] query_max_bytes` bytes (default 4096) and `query_max_clauses` terms, phrases, set values and groups (default 64); parentheses nest at most 16 deep",
+            json!({"type": "string", "maxLength": 4096}),
         ),
         param(
             "start",
@@ -32,7 +33,7 @@ fn range_params() -> Vec<Value> {
 fn error_responses() -> Value {
     json!({
         "400": {"description": "Bad parameter or query; says what is wrong", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}, "example": {"error": "unknown field 'colour'; known fields are id, timestamp, …"}}}},
-        "503": {"description": "Time budget spent, or the store is unavailable", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        "503": {"description": "Time budget (`search_timeout_ms`) or request time (`http_request_timeout_ms`) spent, or the store is unavailable", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}, "example": {"error": "the query ran past its time budget of 10s; narrow the time range or make the query more selective", "limit": "search_timeout_ms", "value": 10000}}}}
     })
 }
 
@@ -115,7 +116,7 @@ pub fn document() -> Value {
         },
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-            "Event": {"type": "object", "properties": {"id": {"type": "string"}, "timestamp": {"type": "string", "format": "date-time"}, "received_at": {"type": "string", "format": "date-time"}, "host": {"type": "string"}, "source": {"type": "string", "enum": ["docker", "journald", "collector", "unknown"]}, "message": {"type": "string"}, "stream": {"type": "string", "enum": ["stdout", "stderr"]}, "container": {"type": ["object", "null"]}, "fields": {"type": "object"}, "highlight": {"type": "object"}}},
+            "Event": {"type": "object", "properties": {"id": {"type": "string"}, "timestamp": {"type": "string", "format": "date-time"}, "received_at": {"type": "string", "format": "date-time"}, "host": {"type": "string"}, "source": {"type": "string", "enum": ["docker", "journald", "collector", "unknown"]}, "message": {"type": "string"}, "message_b64": {"type": "string", "format": "byte", "description": "The exact bytes, base64; only when the message is not valid UTF-8"}, "stream": {"type": "string", "enum": ["stdout", "stderr"]}, "container": {"type": ["object", "null"]}, "fields": {"type": "object"}, "highlight": {"type": "object"}}},
             "SearchResponse": {"type": "object", "properties": {"total": {"type": "integer"}, "hits": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "next_cursor": {"type": ["string", "null"]}}},
             "AggregateResponse": {"type": "object", "properties": {"total": {"type": "integer"}, "type": {"type": "string"}, "field": {"type": "string"}, "interval": {"type": "string"}, "other_count": {"type": "integer"}, "buckets": {"type": "array", "items": {"type": "object", "properties": {"key": {"type": "string"}, "key_ms": {"type": "integer"}, "count": {"type": "integer"}}}}}},
             "Field": {"type": "object", "properties": {"name": {"type": "string"}, "type": {"type": "string", "enum": ["keyword", "text", "date", "object"]}, "searchable": {"type": "boolean"}, "aggregatable": {"type": "boolean"}}}
@@ -128,7 +129,73 @@ pub fn document() -> Value {
             json!({"builtin": true, "rules_dir": "/etc/logward/rules", "loaded_at": "2024-05-01T10:00:00Z", "rules": [{"id": "local-1", "title": "Shell in web container", "kind": "rule", "source": "/etc/logward/rules/local.yml", "status": "stable", "level": "high", "tags": []}], "errors": [{"source": "/etc/logward/rules/broken.yml", "error": "rule 'x': condition: unknown selection 'sel'", "effect": "the previous version of the file is kept"}]}))}});
     doc["components"]["schemas"]["Detection"] = json!({"type": "object", "properties": {"id": {"type": "string"}, "detected_at": {"type": "string", "format": "date-time"}, "detected_at_nanos": {"type": "integer"}, "event_time": {"type": "string", "format": "date-time"}, "rule_id": {"type": "string"}, "rule_title": {"type": "string"}, "level": {"type": ["string", "null"]}, "tags": {"type": "array", "items": {"type": "string"}}, "correlation": {"type": "boolean"}, "group": {"type": "object", "additionalProperties": {"type": "string"}}, "event_ids": {"type": "array", "items": {"type": "string"}}, "host": {"type": ["string", "null"]}}});
     alerting_paths(&mut doc);
+    security(&mut doc);
     doc
+}
+
+fn error_ref(description: &str, example: Value) -> Value {
+    let mut response = json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    response["content"]["application/json"]["example"] = example;
+    response
+}
+
+/// The bearer scheme, and on every operation the role it needs (`x-logward-role`, from
+/// the access table) and the answers of the guard: 401/403, 413 for request bodies,
+/// 429 for the slot-bound routes.
+fn security(doc: &mut Value) {
+    use crate::security::api_auth::{Access, required, role_name};
+    doc["components"]["securitySchemes"] = json!({"bearer": {"type": "http", "scheme": "bearer",
+        "description": "An API token of `[[security.api_tokens]]` (role reader or admin). Without configured tokens the API is open."}});
+    doc["security"] = json!([{"bearer": []}]);
+    let unauthorized = error_ref(
+        "Missing or unknown API token (with `WWW-Authenticate: Bearer`)",
+        json!({"error": "unknown API token", "reason": "bad_token"}),
+    );
+    let forbidden = error_ref(
+        "The token's role is too low",
+        json!({"error": "token 'grafana' has role reader; POST /api/v1/silences needs role admin", "reason": "forbidden", "required_role": "admin", "token": "grafana", "role": "reader"}),
+    );
+    let too_large = error_ref(
+        "Body larger than `[limits] http_max_body_bytes`",
+        json!({"error": "the request body is larger than limits.http_max_body_bytes (1048576 bytes)", "limit": "http_max_body_bytes", "value": 1_048_576}),
+    );
+    let busy = error_ref(
+        "All slots taken (`max_concurrent_searches`, or `max_tail_clients` for the tail); `Retry-After: 1`",
+        json!({"error": "8 searches are running at once; limits.max_concurrent_searches is 8: retry in a moment", "limit": "max_concurrent_searches", "value": 8}),
+    );
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in ops.iter_mut() {
+            let m = axum::http::Method::from_bytes(method.to_uppercase().as_bytes())
+                .unwrap_or(axum::http::Method::GET);
+            match required(&m, path) {
+                Access::Open => op["security"] = json!([]),
+                Access::Role(role) => {
+                    op["x-logward-role"] = json!(role_name(role));
+                    op["responses"]["401"] = unauthorized.clone();
+                    op["responses"]["403"] = forbidden.clone();
+                }
+            }
+            if op.get("requestBody").is_some() {
+                op["responses"]["413"] = too_large.clone();
+            }
+            if [
+                "/api/v1/search",
+                "/api/v1/count",
+                "/api/v1/aggregate",
+                "/api/v1/tail",
+            ]
+            .contains(&path.as_str())
+            {
+                op["responses"]["429"] = busy.clone();
+            }
+        }
+    }
 }
 
 /// The alerting routes (`logward_alert::router`); see docs/ALERTING.md.
@@ -163,7 +230,7 @@ fn alerting_paths(doc: &mut Value) {
     p["/api/v1/silences/{id}"] = json!({"delete": {"summary": "Expire a silence now", "parameters": [param_in("id", "path", "The silence's id", true)],
         "responses": ok_json("The silence, expired", silence_ref, json!({}))}});
     let s = &mut doc["components"]["schemas"];
-    s["Alert"] = json!({"type": "object", "properties": {"id": {"type": "string"}, "rule_id": {"type": "string"}, "rule_title": {"type": "string"}, "level": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}, "group_key": {"type": "object", "additionalProperties": {"type": "string"}}, "host": {"type": "string"}, "container": {"type": ["string", "null"]}, "image": {"type": ["string", "null"]}, "first_seen": {"type": "string", "format": "date-time"}, "last_seen": {"type": "string", "format": "date-time"}, "count": {"type": "integer"}, "samples": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "message": {"type": "string"}}}}, "query": {"type": "string"}, "link": {"type": "string"}, "status": {"type": "string", "enum": ["open", "acknowledged", "resolved"]}}});
+    s["Alert"] = json!({"type": "object", "properties": {"id": {"type": "string"}, "rule_id": {"type": "string"}, "rule_title": {"type": "string"}, "level": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}, "group_key": {"type": "object", "additionalProperties": {"type": "string"}}, "host": {"type": "string"}, "container": {"type": ["string", "null"]}, "image": {"type": ["string", "null"]}, "first_seen": {"type": "string", "format": "date-time"}, "last_seen": {"type": "string", "format": "date-time"}, "count": {"type": "integer"}, "samples": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "message": {"type": "string"}, "message_b64": {"type": "string", "format": "byte"}}}}, "query": {"type": "string"}, "link": {"type": "string"}, "status": {"type": "string", "enum": ["open", "acknowledged", "resolved"]}}});
     s["Matcher"] = json!({"type": "object", "required": ["name", "value"], "properties": {"name": {"type": "string", "description": "rule, level, host, container, image, tag, a group-key name or a field"}, "op": {"type": "string", "enum": ["=", "!=", "=~", "!~"], "default": "="}, "value": {"type": "string"}}});
     s["NewSilence"] = json!({"type": "object", "required": ["matchers", "comment"], "properties": {"matchers": {"type": "array", "items": {"$ref": "#/components/schemas/Matcher"}}, "starts_at": {"type": "string", "format": "date-time"}, "ends_at": {"type": "string", "format": "date-time"}, "duration": {"type": "string", "example": "2h"}, "comment": {"type": "string"}, "created_by": {"type": "string"}}});
     s["Silence"] = json!({"type": "object", "properties": {"id": {"type": "string"}, "matchers": {"type": "array", "items": {"$ref": "#/components/schemas/Matcher"}}, "starts_at": {"type": "string", "format": "date-time"}, "ends_at": {"type": "string", "format": "date-time"}, "comment": {"type": "string"}, "created_by": {"type": "string"}, "state": {"type": "string", "enum": ["pending", "active", "expired"]}}});
@@ -187,5 +254,33 @@ mod tests {
         documented.sort_unstable();
         routes.sort_unstable();
         assert_eq!(documented, routes);
+    }
+
+    #[test]
+    fn every_operation_names_its_role_and_guard_answers() {
+        let doc = document();
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("operations") {
+                if path == "/healthz" {
+                    assert_eq!(op["security"], json!([]), "{method} {path}");
+                    continue;
+                }
+                let role = op["x-logward-role"].as_str().unwrap_or("");
+                let expected = if method == "get" { "reader" } else { "admin" };
+                assert_eq!(role, expected, "{method} {path}");
+                for code in ["401", "403"] {
+                    assert!(
+                        op["responses"][code].is_object(),
+                        "{method} {path} lacks {code}"
+                    );
+                }
+            }
+        }
+        assert!(doc["paths"]["/api/v1/silences"]["post"]["responses"]["413"].is_object());
+        assert!(doc["paths"]["/api/v1/search"]["get"]["responses"]["429"].is_object());
     }
 }

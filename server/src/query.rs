@@ -12,12 +12,13 @@ use crate::schema::{CONTAINER_FIELDS, EventSchema, QUERYABLE_FIELDS};
 /// The default and the largest page size.
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
-/// Longest query string accepted.
-pub const MAX_QUERY_BYTES: usize = 16 * 1024;
-/// Deepest nesting of parentheses accepted.
+/// Deepest nesting of parentheses accepted (fixed: it bounds the parser's recursion).
 pub const MAX_NESTING: usize = 16;
-/// Most clauses (terms, phrases, ranges) in one query.
-pub const MAX_CLAUSES: usize = 256;
+/// Most `(` and `NOT` in one query, wherever they stand (quoted or not). The grammar
+/// recurses only on these, so this bounds its stack depth however a query is crafted
+/// (a debug build needs about 10 KiB of stack per level of the lenient parser; 128
+/// levels fit a default 2 MiB thread stack with room to spare).
+pub const MAX_GROUP_TOKENS: usize = 128;
 /// Shortest prefix before a trailing `*`: a shorter one expands to too many terms.
 pub const MIN_PREFIX_CHARS: usize = 2;
 /// Largest limit that is still clamped; a number past it is an error.
@@ -39,12 +40,65 @@ pub enum QueryError {
     Syntax { query: String, message: String },
     #[error("unknown field '{field}'; known fields are {known}")]
     UnknownField { field: String, known: String },
-    #[error("query is {0} bytes long, longer than the {MAX_QUERY_BYTES}-byte limit")]
-    TooLong(usize),
+    #[error("query is {len} bytes long; limits.query_max_bytes is {max}")]
+    TooLong { len: usize, max: usize },
+    #[error(
+        "query too complex: more than {max} terms, phrases, set values and boolean groups; limits.query_max_clauses is {max}"
+    )]
+    TooManyClauses { max: usize },
+    #[error("query too complex: {0}; at most {MAX_NESTING} levels of nesting are allowed")]
+    TooDeep(String),
     #[error("invalid query: {0}")]
     Invalid(String),
     #[error("query too complex: {0}")]
     TooComplex(String),
+}
+
+impl QueryError {
+    /// The limit this error enforces, as (`[limits]` key, value), for the metrics and
+    /// the error body. Nesting is a fixed limit, named `query_max_nesting`.
+    pub fn limit(&self) -> Option<(&'static str, usize)> {
+        match self {
+            QueryError::TooLong { max, .. } => Some(("query_max_bytes", *max)),
+            QueryError::TooManyClauses { max } => Some(("query_max_clauses", *max)),
+            QueryError::TooDeep(_) => Some(("query_max_nesting", MAX_NESTING)),
+            _ => None,
+        }
+    }
+}
+
+/// The configurable cost bounds of one query string (`[limits]` `query_max_bytes` and
+/// `query_max_clauses`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Longest query string, in bytes.
+    pub max_bytes: usize,
+    /// Most terms, phrases, set values and boolean groups.
+    pub max_clauses: usize,
+}
+
+impl QueryLimits {
+    /// The largest values `[limits]` validation allows; [`build_query`] applies these,
+    /// the API applies the configured ones first with [`check_query`].
+    pub const CEILING: QueryLimits = QueryLimits {
+        max_bytes: 1 << 20,
+        max_clauses: 100_000,
+    };
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits::from(&crate::limits::LimitsConfig::default())
+    }
+}
+
+impl From<&crate::limits::LimitsConfig> for QueryLimits {
+    fn from(l: &crate::limits::LimitsConfig) -> Self {
+        QueryLimits {
+            max_bytes: l.query_max_bytes,
+            max_clauses: l.query_max_clauses,
+        }
+    }
 }
 
 /// Sort order by timestamp.
@@ -153,9 +207,6 @@ pub fn parse_search_params(
                 });
             }
         }
-    }
-    if p.query.len() > MAX_QUERY_BYTES {
-        return Err(QueryError::TooLong(p.query.len()));
     }
     if let (Some(s), Some(e)) = (p.start, p.end)
         && s >= e
@@ -268,9 +319,6 @@ pub fn parse_common<'a>(
             other => rest.push((other, value.as_str())),
         }
     }
-    if range.query.len() > MAX_QUERY_BYTES {
-        return Err(QueryError::TooLong(range.query.len()));
-    }
     if let (Some(s), Some(e)) = (range.start, range.end)
         && s >= e
     {
@@ -340,9 +388,36 @@ pub fn parse_time(value: &str, now_nanos: i64) -> Result<i64, String> {
     i64::try_from(t.unix_timestamp_nanos()).map_err(|_| format!("{value:?} is out of range"))
 }
 
+/// Checks a query string against `limits` before anything expensive: nesting first
+/// (a linear scan, so that the recursive parser never sees a deep query), then length,
+/// syntax, field names, wildcard breadth and the number of clauses. Pure.
+pub fn check_query(q: &str, limits: &QueryLimits) -> Result<(), QueryError> {
+    parse_checked(q, limits).map(|_| ())
+}
+
+/// The checked syntax tree of a query; `None` for the match-all query.
+fn parse_checked(q: &str, limits: &QueryLimits) -> Result<Option<UserInputAst>, QueryError> {
+    check_nesting(q)?;
+    if q.len() > limits.max_bytes {
+        return Err(QueryError::TooLong {
+            len: q.len(),
+            max: limits.max_bytes,
+        });
+    }
+    let trimmed = q.trim();
+    if trimmed.is_empty() || trimmed == "*" {
+        return Ok(None);
+    }
+    let ast = tantivy::query_grammar::parse_query(trimmed).map_err(|_| syntax_error(trimmed))?;
+    let mut clauses = 0;
+    check_ast(&ast, limits.max_clauses, &mut clauses)?;
+    Ok(Some(ast))
+}
+
 /// Builds the tantivy query for a query string and an optional time range.
 /// Field names are checked against the event schema first, so an unknown field is
-/// named in the error instead of silently matching nothing.
+/// named in the error instead of silently matching nothing. Applies
+/// [`QueryLimits::CEILING`]; the API checks the configured limits first.
 pub fn build_query(
     parser: &QueryParser,
     schema: &EventSchema,
@@ -350,18 +425,14 @@ pub fn build_query(
     start: Option<i64>,
     end: Option<i64>,
 ) -> Result<Box<dyn Query>, QueryError> {
-    let trimmed = q.trim();
-    let user: Box<dyn Query> = if trimmed.is_empty() || trimmed == "*" {
-        Box::new(AllQuery)
-    } else {
-        check_nesting(trimmed)?;
-        let ast =
-            tantivy::query_grammar::parse_query(trimmed).map_err(|_| syntax_error(trimmed))?;
-        let mut clauses = 0;
-        check_fields(&ast, &mut clauses)?;
-        parser
-            .parse_query(trimmed)
-            .map_err(|e| map_parser_error(trimmed, &e))?
+    let user: Box<dyn Query> = match parse_checked(q, &QueryLimits::CEILING)? {
+        None => Box::new(AllQuery),
+        Some(_) => {
+            let trimmed = q.trim();
+            parser
+                .parse_query(trimmed)
+                .map_err(|e| map_parser_error(trimmed, &e))?
+        }
     };
     if start.is_none() && end.is_none() {
         return Ok(user);
@@ -384,25 +455,35 @@ pub fn build_query(
     ])))
 }
 
-/// Refuses nesting deeper than [`MAX_NESTING`] before the recursive parser sees it.
+/// Refuses queries that could make the recursive parser deep, before it sees them:
+/// more than [`MAX_GROUP_TOKENS`] `(` and `NOT` anywhere (a bound that no quoting can
+/// hide), or parentheses nested deeper than [`MAX_NESTING`] as the grammar reads them
+/// (`"…"` and `'…'` quote, `\` escapes). Linear in the query's length.
 fn check_nesting(q: &str) -> Result<(), QueryError> {
-    let (mut depth, mut deepest, mut quoted, mut escaped) = (0_usize, 0_usize, false, false);
+    let groups = q.bytes().filter(|b| *b == b'(').count() + q.matches("NOT").count();
+    if groups > MAX_GROUP_TOKENS {
+        return Err(QueryError::TooDeep(format!(
+            "{groups} '(' and NOT in one query, more than {MAX_GROUP_TOKENS}"
+        )));
+    }
+    let (mut depth, mut deepest, mut quote, mut escaped) = (0_usize, 0_usize, None, false);
     for c in q.chars() {
-        match c {
+        match (c, quote) {
             _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => quoted = !quoted,
-            '(' if !quoted => {
+            ('\\', _) => escaped = true,
+            ('"' | '\'', None) => quote = Some(c),
+            (c, Some(open)) if c == open => quote = None,
+            ('(', None) => {
                 depth += 1;
                 deepest = deepest.max(depth);
             }
-            ')' if !quoted => depth = depth.saturating_sub(1),
+            (')', None) => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
     if deepest > MAX_NESTING {
-        return Err(QueryError::TooComplex(format!(
-            "parentheses nest {deepest} deep; at most {MAX_NESTING} are allowed"
+        return Err(QueryError::TooDeep(format!(
+            "parentheses nest {deepest} deep"
         )));
     }
     Ok(())
@@ -442,20 +523,31 @@ pub fn unknown_field(field: &str) -> QueryError {
     }
 }
 
-/// Checks that every field the query names exists in the event JSON, that no prefix
-/// is too broad, and that the query has at most [`MAX_CLAUSES`] leaves.
-fn check_fields(ast: &UserInputAst, clauses: &mut usize) -> Result<(), QueryError> {
+/// Checks that every field the query names exists in the event JSON and that no prefix
+/// is too broad, counting clauses (each term, phrase, range and set value, and each
+/// boolean group of more than one) against `max`.
+fn check_ast(ast: &UserInputAst, max: usize, clauses: &mut usize) -> Result<(), QueryError> {
+    let mut count = |n: usize| {
+        *clauses = clauses.saturating_add(n);
+        if *clauses > max {
+            Err(QueryError::TooManyClauses { max })
+        } else {
+            Ok(())
+        }
+    };
     match ast {
-        UserInputAst::Clause(subs) => subs
-            .iter()
-            .try_for_each(|(_, sub)| check_fields(sub, clauses)),
-        UserInputAst::Boost(sub, _) => check_fields(sub, clauses),
+        UserInputAst::Clause(subs) => {
+            if subs.len() > 1 {
+                count(1)?;
+            }
+            subs.iter()
+                .try_for_each(|(_, sub)| check_ast(sub, max, clauses))
+        }
+        UserInputAst::Boost(sub, _) => check_ast(sub, max, clauses),
         UserInputAst::Leaf(leaf) => {
-            *clauses += 1;
-            if *clauses > MAX_CLAUSES {
-                return Err(QueryError::TooComplex(format!(
-                    "more than {MAX_CLAUSES} terms"
-                )));
+            match leaf.as_ref() {
+                UserInputLeaf::Set { elements, .. } => count(elements.len().max(1))?,
+                _ => count(1)?,
             }
             let field = match leaf.as_ref() {
                 UserInputLeaf::Literal(lit) => {
@@ -508,225 +600,4 @@ pub fn is_known_field(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NOW: i64 = 1_700_000_000_000_000_000;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    /// One helper for the whole table: the parsed params, or the error text.
-    fn check(input: &[(&str, &str)], expected: &Result<SearchParams, &str>) {
-        let got = parse_search_params(&pairs(input), NOW).map_err(|e| e.to_string());
-        match (&got, expected) {
-            (Ok(g), Ok(e)) => assert_eq!(g, e, "input {input:?}"),
-            (Err(g), Err(e)) => assert!(g.contains(e), "input {input:?}: error {g:?} lacks {e:?}"),
-            _ => panic!("input {input:?}: got {got:?}, expected {expected:?}"),
-        }
-    }
-
-    fn params() -> SearchParams {
-        SearchParams {
-            query: String::new(),
-            start: None,
-            end: None,
-            limit: 100,
-            cursor: None,
-            order: Order::Desc,
-            fields: None,
-            highlight: false,
-        }
-    }
-
-    #[test]
-    fn search_parameters() {
-        check(&[], &Ok(params()));
-        check(
-            &[("q", "error"), ("limit", "5"), ("order", "asc")],
-            &Ok(SearchParams {
-                query: "error".into(),
-                limit: 5,
-                order: Order::Asc,
-                ..params()
-            }),
-        );
-        check(
-            &[("limit", "99999999")],
-            &Ok(SearchParams {
-                limit: MAX_LIMIT,
-                ..params()
-            }),
-        );
-        check(
-            &[("limit", "0")],
-            &Ok(SearchParams {
-                limit: 0,
-                ..params()
-            }),
-        );
-        check(&[("limit", "-1")], &Err("parameter 'limit'"));
-        check(&[("limit", "ten")], &Err("not a whole number"));
-        check(
-            &[("limit", "99999999999999999999999")],
-            &Err("not a whole number"),
-        );
-        check(&[("limit", "2000000000")], &Err("absurd"));
-        check(&[("fields", "id,colour")], &Err("unknown field 'colour'"));
-        check(&[("fields", ",")], &Err("names no field"));
-        check(&[("highlight", "maybe")], &Err("neither true nor false"));
-        check(
-            &[
-                ("fields", "id, container.labels.a.b"),
-                ("highlight", "true"),
-            ],
-            &Ok(SearchParams {
-                fields: Some(vec!["id".into(), "container.labels.a.b".into()]),
-                highlight: true,
-                ..params()
-            }),
-        );
-        check(&[("order", "up")], &Err("neither 'desc' nor 'asc'"));
-        check(&[("start", "yesterday")], &Err("parameter 'start'"));
-        check(
-            &[("start", "now-1h")],
-            &Ok(SearchParams {
-                start: Some(NOW - 3_600_000_000_000),
-                ..params()
-            }),
-        );
-        check(
-            &[("end", "1700000000000")],
-            &Ok(SearchParams {
-                end: Some(NOW),
-                ..params()
-            }),
-        );
-        check(
-            &[("start", "2023-11-14T22:13:20Z")],
-            &Ok(SearchParams {
-                start: Some(NOW),
-                ..params()
-            }),
-        );
-        check(
-            &[("start", "now"), ("end", "now-1m")],
-            &Err("later than start"),
-        );
-        check(&[("colour", "red")], &Err("unknown parameter 'colour'"));
-        check(&[("q", "a"), ("q", "b")], &Err("more than once"));
-        check(&[("cursor", "zzz")], &Err("parameter 'cursor'"));
-        check(&[("cursor", "a5.ff")], &Err("other sort order"));
-        check(
-            &[("cursor", "d5.ff")],
-            &Ok(SearchParams {
-                cursor: Some(Cursor {
-                    order: Order::Desc,
-                    timestamp_nanos: 5,
-                    uid: 255,
-                }),
-                ..params()
-            }),
-        );
-    }
-
-    #[test]
-    fn relative_and_absolute_times() {
-        assert_eq!(parse_time("now", NOW), Ok(NOW));
-        assert_eq!(parse_time("now+2d", NOW), Ok(NOW + 2 * 86_400_000_000_000));
-        assert_eq!(parse_time("now-250ms", NOW), Ok(NOW - 250_000_000));
-        assert!(
-            parse_time("now-5y", NOW)
-                .unwrap_err()
-                .contains("unknown unit")
-        );
-        assert!(
-            parse_time("now-99999999999999w", NOW)
-                .unwrap_err()
-                .contains("out of range")
-        );
-        assert_eq!(
-            parse_time("2023-11-14T23:13:20.5+01:00", NOW),
-            Ok(NOW + 500_000_000)
-        );
-    }
-
-    #[test]
-    fn cursor_round_trips() {
-        let c = Cursor {
-            order: Order::Asc,
-            timestamp_nanos: -12,
-            uid: u64::MAX,
-        };
-        assert_eq!(Cursor::decode(&c.encode()), Some(c));
-    }
-
-    fn query_error(q: &str) -> Option<String> {
-        let schema = EventSchema::new();
-        let mut parser = QueryParser::new(
-            schema.schema.clone(),
-            vec![schema.message],
-            tantivy::tokenizer::TokenizerManager::default(),
-        );
-        parser.set_conjunction_by_default();
-        build_query(&parser, &schema, q, None, None)
-            .err()
-            .map(|e| e.to_string())
-    }
-
-    #[test]
-    fn queries_name_only_real_fields() {
-        for ok in [
-            "error",
-            "*",
-            "",
-            "host:web1 AND source:docker",
-            "container.name:nginx",
-            "container.labels.app:api",
-            "container.labels.com.docker.compose.service:web",
-            "fields.SYSLOG_IDENTIFIER:sshd",
-            "\"connection reset\" OR message:timeout",
-            "timestamp:[2024-01-01T00:00:00Z TO 2024-01-02T00:00:00Z]",
-            "message:fail*",
-            "-stream:stderr error",
-        ] {
-            assert_eq!(query_error(ok), None, "{ok}");
-        }
-        for (bad, expected) in [
-            ("colour:red", "unknown field 'colour'"),
-            ("container.colour:red", "unknown field 'container.colour'"),
-            ("_uid:1", "unknown field '_uid'"),
-            ("fields.:x", "unknown field"),
-            ("message:*", "'message:*' is not supported"),
-            ("(error", "syntax error"),
-            ("timestamp:[yesterday TO now]", "invalid query"),
-            ("message:a*", "too broad"),
-            ("\"a\"*", "too broad"),
-            ("*", ""),
-            ("host:*?", "too broad"),
-            ("message:/.*/", "invalid query"),
-            ("((((((((((((((((((a))))))))))))))))))", "nest 18 deep"),
-            ("\"((((((((((((((((((a\"", ""),
-        ]
-        .into_iter()
-        .chain([(
-            String::leak(
-                (0..300)
-                    .map(|i| format!("x{i}"))
-                    .collect::<Vec<_>>()
-                    .join(" OR "),
-            ) as &str,
-            "more than 256 terms",
-        )]) {
-            if expected.is_empty() {
-                assert_eq!(query_error(bad), None, "{bad}");
-                continue;
-            }
-            let got = query_error(bad).unwrap_or_default();
-            assert!(got.contains(expected), "{bad}: {got:?} lacks {expected:?}");
-        }
-    }
-}
+mod tests;

@@ -1,6 +1,7 @@
 //! The tantivy schema of an event, and the conversions between the wire event,
 //! the index document and the event JSON of the API.
 
+use base64::Engine as _;
 use std::collections::BTreeMap;
 
 use logward_proto::{Event as WireEvent, Source, StreamKind};
@@ -47,6 +48,9 @@ pub struct EventSchema {
     pub message: Field,
     pub container: Field,
     pub fields: Field,
+    /// The exact bytes of a message that is not valid UTF-8 (stored only; `message`
+    /// holds its lossy text for search). Shown as `message_b64`.
+    pub message_raw: Field,
 }
 
 impl EventSchema {
@@ -100,6 +104,7 @@ impl EventSchema {
                         .set_index_option(IndexRecordOption::WithFreqsAndPositions),
                 ),
         );
+        let message_raw = b.add_bytes_field("message_raw", STORED);
         EventSchema {
             schema: b.build(),
             id,
@@ -113,6 +118,7 @@ impl EventSchema {
             message,
             container,
             fields,
+            message_raw,
         }
     }
 
@@ -168,6 +174,7 @@ impl EventSchema {
             })
             .collect();
         if std::str::from_utf8(&event.message).is_err() {
+            doc.add_bytes(self.message_raw, &event.message);
             fields.insert(
                 "logward.invalid_utf8".to_owned(),
                 OwnedValue::Str("true".to_owned()),
@@ -203,6 +210,10 @@ impl EventSchema {
             host: text(self.host).unwrap_or_default(),
             source: text(self.source).unwrap_or_default(),
             message: text(self.message).unwrap_or_default(),
+            message_b64: doc
+                .get_first(self.message_raw)
+                .and_then(|v| v.as_bytes())
+                .map(|raw| base64::engine::general_purpose::STANDARD.encode(raw)),
             stream: text(self.stream),
             container,
             fields,
@@ -246,6 +257,10 @@ pub struct EventJson {
     pub host: String,
     pub source: String,
     pub message: String,
+    /// Base64 of the exact bytes, present only when the message is not valid UTF-8
+    /// (`message` then holds its lossy text, with U+FFFD for the bad bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_b64: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
     pub container: Option<serde_json::Map<String, serde_json::Value>>,

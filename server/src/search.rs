@@ -19,10 +19,11 @@ use tantivy::{DateTime, DocAddress, DocId, Searcher, SegmentReader, TantivyDocum
 use crate::query::{Cursor, Order, QueryError, RangeParams, SearchParams, build_query};
 use crate::store::{Store, StoreError};
 
-/// Longest a search, count or aggregation may run.
-pub const TIME_BUDGET: Duration = Duration::from_secs(10);
 /// Longest snippet of `message`, in characters.
 const SNIPPET_CHARS: usize = 200;
+/// The member of an event's JSON with the base64 of a message that is not valid UTF-8
+/// (`message` then shows it with U+FFFD replacements).
+pub const MESSAGE_B64: &str = "message_b64";
 
 /// The body of a successful search.
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -315,10 +316,16 @@ fn sort_key(seg: &SegmentReader, field: &str) -> impl Fn(DocId) -> (i64, u64) + 
 }
 
 /// Keeps only the named fields of an event; `container.labels.<key>` and
-/// `fields.<name>` may hold dots of their own.
+/// `fields.<name>` may hold dots of their own. `message` brings `message_b64` (the
+/// exact bytes of a message that is not valid UTF-8) along when the event has one.
 pub fn project(event: &Value, names: &[String]) -> Value {
     let mut out = Map::new();
     for name in names {
+        if name == "message"
+            && let Some(raw) = event.get(MESSAGE_B64)
+        {
+            out.insert(MESSAGE_B64.to_owned(), raw.clone());
+        }
         let (top, rest) = name.split_once('.').unwrap_or((name.as_str(), ""));
         let Some(value) = event.get(top) else {
             continue;
@@ -540,6 +547,19 @@ mod tests {
         assert_eq!(store.high_water("other".into()).await.expect("hw"), 0);
         let r = search(&store, &params(&[("limit", "0")]), &deadline()).expect("search");
         assert_eq!(r.total, 10);
+    }
+
+    #[test]
+    fn projecting_message_keeps_its_exact_bytes_along() {
+        let event = serde_json::json!({"id": "x", "message": "a\u{fffd}b", MESSAGE_B64: "YYBi", "host": "h"});
+        assert_eq!(
+            project(&event, &["message".into()]),
+            serde_json::json!({"message": "a\u{fffd}b", MESSAGE_B64: "YYBi"})
+        );
+        assert_eq!(
+            project(&event, &["host".into()]),
+            serde_json::json!({"host": "h"})
+        );
     }
 
     #[tokio::test]

@@ -25,7 +25,7 @@ use tracing::debug;
 use crate::metrics::Metrics;
 use crate::query::{Order, QueryError, RangeParams, build_query, parse_common};
 use crate::schema::{EventMeta, event_id, event_uid};
-use crate::search::{Deadline, TIME_BUDGET, top_keys};
+use crate::search::{Deadline, top_keys};
 use crate::store::{Store, TapBatch};
 
 /// Most events replayed from the index on a resume; past that the client gets `gap`.
@@ -93,11 +93,15 @@ fn sse_id((at, uid): (i64, u64)) -> String {
 }
 
 /// Starts the stream: checks the query at once (a bad one is a 400), then feeds the
-/// SSE response from a task that ends when the client goes away.
+/// SSE response from a task that ends when the client goes away. `budget` bounds the
+/// resume's search (`[limits] search_timeout_ms`); `slot` (a `max_tail_clients` permit)
+/// is held until the stream ends.
 pub fn start(
     store: Store,
     metrics: Arc<Metrics>,
     params: TailParams,
+    budget: Duration,
+    slot: impl Send + 'static,
 ) -> Result<Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>>>, QueryError> {
     let TailParams {
         query: text,
@@ -110,8 +114,9 @@ pub fn start(
     let tapped = store.tapped_received_at();
     tokio::spawn(async move {
         metrics.tail_clients.inc();
-        run(store, query, resume_after, taps, tapped, tx).await;
+        run(store, query, resume_after, budget, taps, tapped, tx).await;
         metrics.tail_clients.dec();
+        drop(slot);
     });
     Ok(Sse::new(ReceiverStream::new(rx))
         .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
@@ -122,10 +127,26 @@ type KeyedJson = Vec<((i64, u64), String)>;
 
 type Tx = mpsc::Sender<Result<SseEvent, Infallible>>;
 
+/// An event of the stream: its id and its JSON, which `serde_json` writes on one line
+/// (CR, LF and every control character of a message are escaped inside strings), so a
+/// stored line can never end the event or forge another.
+fn data_event(key: (i64, u64), json: &str) -> SseEvent {
+    SseEvent::default().id(sse_id(key)).data(json)
+}
+
+/// An `event: error` whose data is `{"error": "..."}`: one JSON line, so that no text
+/// in a message can end the event or forge another.
+fn error_event(message: &str) -> SseEvent {
+    SseEvent::default()
+        .event("error")
+        .data(serde_json::json!({ "error": message }).to_string())
+}
+
 async fn run(
     store: Store,
     query: Box<dyn Query>,
     resume_after: Option<(i64, u64)>,
+    budget: Duration,
     mut taps: broadcast::Receiver<Arc<TapBatch>>,
     tapped: i64,
     tx: Tx,
@@ -136,19 +157,16 @@ async fn run(
         let _ =
             tokio::time::timeout(RESUME_COMMIT_WAIT, committed.wait_for(|c| *c >= tapped)).await;
         let (s, q) = (store.clone(), query.box_clone());
-        let replay = tokio::task::spawn_blocking(move || replay(&s, q.as_ref(), after)).await;
+        let replay =
+            tokio::task::spawn_blocking(move || replay(&s, q.as_ref(), after, budget)).await;
         let (events, truncated) = match replay {
             Ok(Ok(found)) => found,
             Ok(Err(message)) => {
-                let _ = tx
-                    .send(Ok(SseEvent::default().event("error").data(message)))
-                    .await;
+                let _ = tx.send(Ok(error_event(&message))).await;
                 return;
             }
             Err(e) => {
-                let _ = tx
-                    .send(Ok(SseEvent::default().event("error").data(e.to_string())))
-                    .await;
+                let _ = tx.send(Ok(error_event(&e.to_string()))).await;
                 return;
             }
         };
@@ -159,11 +177,7 @@ async fn run(
                 .await;
         }
         for (key, json) in events {
-            if tx
-                .send(Ok(SseEvent::default().id(sse_id(key)).data(json)))
-                .await
-                .is_err()
-            {
+            if tx.send(Ok(data_event(key, &json))).await.is_err() {
                 return;
             }
             last = Some(key);
@@ -209,17 +223,13 @@ async fn run(
             Ok(Ok(m)) => m,
             Ok(Err(message)) => {
                 debug!(error = %message, "tail matching failed");
-                let _ = tx
-                    .send(Ok(SseEvent::default().event("error").data(message)))
-                    .await;
+                let _ = tx.send(Ok(error_event(&message))).await;
                 return;
             }
             Err(e) => {
                 let message = e.to_string();
                 debug!(error = %message, "tail matching failed");
-                let _ = tx
-                    .send(Ok(SseEvent::default().event("error").data(message)))
-                    .await;
+                let _ = tx.send(Ok(error_event(&message))).await;
                 return;
             }
         };
@@ -227,11 +237,7 @@ async fn run(
             if last.is_some_and(|l| key <= l) {
                 continue;
             }
-            if tx
-                .send(Ok(SseEvent::default().id(sse_id(key)).data(json)))
-                .await
-                .is_err()
-            {
+            if tx.send(Ok(data_event(key, &json))).await.is_err() {
                 return;
             }
             last = Some(key);
@@ -244,8 +250,9 @@ fn replay(
     store: &Store,
     query: &dyn Query,
     after: (i64, u64),
+    budget: Duration,
 ) -> Result<(KeyedJson, bool), String> {
-    let deadline = Deadline::after(TIME_BUDGET);
+    let deadline = Deadline::after(budget);
     let mut found = Vec::new();
     for (_, searcher) in store.searchers(None, None) {
         let keys = top_keys(
@@ -318,4 +325,49 @@ fn match_batches(
     }
     out.sort_by_key(|(k, _)| *k);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse;
+
+    use super::*;
+
+    /// The bytes an SSE response sends for `events`.
+    async fn wire(events: Vec<SseEvent>) -> String {
+        let stream = futures::stream::iter(events.into_iter().map(Ok::<_, Infallible>));
+        let body = Sse::new(stream).into_response().into_body();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+        String::from_utf8(bytes.to_vec()).expect("utf-8")
+    }
+
+    /// One helper: the events a hostile text makes, and their lines.
+    async fn check(text: &str) {
+        let json = serde_json::to_string(&serde_json::json!({ "message": text })).expect("json");
+        let got = wire(vec![data_event((5, 255), &json), error_event(text)]).await;
+        let events: Vec<&str> = got.trim_end_matches('\n').split("\n\n").collect();
+        assert_eq!(events.len(), 2, "{text:?} made {got:?}");
+        assert_eq!(events[0], format!("id: 5.ff\ndata: {json}"), "{text:?}");
+        assert!(
+            events[1].starts_with("event: error\ndata: {\"error\":"),
+            "{got:?}"
+        );
+        assert_eq!(events[1].lines().count(), 2, "{got:?}");
+        assert!(!got.contains('\r'), "{got:?}");
+        for line in got.lines().filter(|l| !l.is_empty()) {
+            assert!(
+                line.starts_with("id: ") || line.starts_with("data: ") || line == "event: error",
+                "forged line {line:?} from {text:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn no_message_can_end_an_event_or_forge_one() {
+        check("plain").await;
+        check("a\r\nevent: admin\r\ndata: forged\r\n\r\nid: 9").await;
+        check("\n\nevent: x\ndata: y\n\n").await;
+        check("\r\rretry: 1\r").await;
+        check("\u{1b}[31mred\u{1b}[0m \u{0} \u{7f} \u{2028}\u{2029} \u{fffd}").await;
+    }
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use logward_proto::{Batch, Container, Event, IngestClient, Source, StreamKind};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// Nanoseconds in a day.
 pub const DAY_NANOS: i64 = 86_400 * 1_000_000_000;
@@ -37,6 +38,61 @@ pub fn batch_events(sequence: u64, per_batch: usize, base_nanos: i64, days: i64)
         .collect()
 }
 
+/// How a test client reaches the server: TLS trust, client certificate, token.
+#[derive(Debug, Clone, Default)]
+pub struct Connect {
+    /// PEM CA that verifies the server (TLS on when set; the URL must be https).
+    pub ca_pem: Option<String>,
+    /// Client certificate and key, PEM (mTLS).
+    pub client: Option<(String, String)>,
+    /// Name to verify the server certificate as; default `localhost`.
+    pub server_name: Option<String>,
+    /// Sent as `authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Compress batches with this encoding.
+    pub compression: Option<tonic::codec::CompressionEncoding>,
+}
+
+impl Connect {
+    /// A TLS client trusting `ca_pem` with `token`.
+    pub fn tls(ca_pem: &str, token: Option<&str>) -> Connect {
+        Connect {
+            ca_pem: Some(ca_pem.to_owned()),
+            token: token.map(str::to_owned),
+            ..Connect::default()
+        }
+    }
+}
+
+/// A connected channel to `url` (eager: TLS problems show here).
+pub async fn channel(url: &str, opts: &Connect) -> anyhow::Result<Channel> {
+    let mut endpoint = Channel::from_shared(url.to_owned())?;
+    if let Some(ca) = &opts.ca_pem {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .domain_name(
+                opts.server_name
+                    .clone()
+                    .unwrap_or_else(|| "localhost".into()),
+            );
+        if let Some((cert, key)) = &opts.client {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    Ok(endpoint.connect().await?)
+}
+
+/// The bearer metadata value of a token.
+fn bearer(token: &str) -> anyhow::Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+    Ok(format!("Bearer {token}").parse()?)
+}
+
+/// The gRPC status inside an error of this module, if the server answered one.
+pub fn status_of(error: &anyhow::Error) -> Option<&tonic::Status> {
+    error.downcast_ref::<tonic::Status>()
+}
+
 /// One collector's connection.
 pub struct LoadClient {
     pub collector_id: String,
@@ -47,7 +103,19 @@ pub struct LoadClient {
 impl LoadClient {
     /// Connects and handshakes; returns the client and the server's high-water mark.
     pub async fn connect(url: &str, collector_id: &str) -> anyhow::Result<(LoadClient, u64)> {
-        let mut client = IngestClient::connect(url.to_owned()).await?;
+        Self::connect_with(url, collector_id, &Connect::default()).await
+    }
+
+    /// Like [`LoadClient::connect`], with TLS, a client certificate or a token.
+    pub async fn connect_with(
+        url: &str,
+        collector_id: &str,
+        opts: &Connect,
+    ) -> anyhow::Result<(LoadClient, u64)> {
+        let mut client = IngestClient::new(channel(url, opts).await?);
+        if let Some(encoding) = opts.compression {
+            client = client.send_compressed(encoding);
+        }
         let (tx, rx) = mpsc::channel(64);
         tx.send(Batch {
             collector_id: collector_id.to_owned(),
@@ -55,7 +123,13 @@ impl LoadClient {
             events: Vec::new(),
         })
         .await?;
-        let mut acks = client.stream(ReceiverStream::new(rx)).await?.into_inner();
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(token) = &opts.token {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer(token)?);
+        }
+        let mut acks = client.stream(request).await?.into_inner();
         let first = acks
             .message()
             .await?
@@ -105,5 +179,14 @@ impl LoadClient {
             waiting -= 1;
         }
         Ok(())
+    }
+
+    /// Sends one batch as it is and waits for its ack (or the stream's error).
+    pub async fn send(&mut self, batch: Batch) -> anyhow::Result<logward_proto::Ack> {
+        self.tx.send(batch).await?;
+        self.acks
+            .message()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("stream closed"))
     }
 }

@@ -4,7 +4,9 @@
 
 pub mod docker;
 pub mod grpc;
+pub mod hardened;
 pub mod journal;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -230,6 +232,21 @@ impl Server {
     /// The URL a collector uses to reach this server.
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.grpc)
+    }
+
+    /// The URL a collector uses to reach this server over TLS.
+    pub fn grpc_tls_url(&self) -> String {
+        format!("https://{}", self.grpc)
+    }
+
+    /// The server's peak resident memory so far, in KiB (`VmHWM`; Linux only).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.proc.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
     }
 
     /// GET on the HTTP API; returns status and JSON body (or the body as a string).

@@ -204,6 +204,7 @@ timeout = "5s"
 max_attempts = 1000
 [alerting.channels.webhook]
 url = "http://127.0.0.1:{hook_port}/hook"
+allow_targets = ["127.0.0.1/32"]
 secret = "{SECRET}"
 headers = {{ X-Team = "sec" }}
 "#

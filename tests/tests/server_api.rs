@@ -322,7 +322,7 @@ fn hostile_queries_get_fast_400s_that_say_what_is_wrong() {
         (format!("/api/v1/search?q={}", encode(&very_deep)), "nest"),
         (
             format!("/api/v1/search?q={}", encode(&many)),
-            "more than 256 terms",
+            "limits.query_max_clauses is 64",
         ),
         (
             "/api/v1/search?limit=99999999999999999999".into(),

@@ -1,6 +1,7 @@
 //! Channels: the [`Notifier`] plug point and the built-in email and webhook senders.
 
 pub mod email;
+pub mod guard;
 pub mod webhook;
 
 use std::future::Future;
@@ -52,12 +53,19 @@ pub trait Notifier: Send + Sync {
     fn send<'a>(&'a self, notification: &'a Notification, attempt: u32) -> SendFuture<'a>;
 }
 
-/// The sender a channel's config asks for.
-pub fn from_config(c: &ChannelConfig) -> Result<Arc<dyn Notifier>, Error> {
+/// The sender a channel's config asks for; `allow_targets` is `[alerting] allow_targets`.
+pub fn from_config(
+    c: &ChannelConfig,
+    allow_targets: &[String],
+) -> Result<Arc<dyn Notifier>, Error> {
     let timeout = c.retry.timeout.0;
     match (&c.email, &c.webhook) {
         (Some(e), None) => Ok(Arc::new(email::EmailNotifier::new(e, timeout)?)),
-        (None, Some(w)) => Ok(Arc::new(webhook::WebhookNotifier::new(w, timeout)?)),
+        (None, Some(w)) => Ok(Arc::new(webhook::WebhookNotifier::new(
+            w,
+            timeout,
+            allow_targets,
+        )?)),
         _ => Err(Error::Config(format!(
             "channel '{}' needs exactly one of [email] and [webhook]",
             c.name

@@ -1,11 +1,13 @@
 //! Webhooks: a POST of the v1 payload (or a template), signed with HMAC-SHA256.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use sha2::Sha256;
 
+use super::guard::{self, GuardedResolver};
 use super::{Notifier, NotifyError, SendFuture};
 use crate::config::WebhookConfig;
 use crate::error::Error;
@@ -28,6 +30,7 @@ pub struct WebhookNotifier {
     headers: HeaderMap,
     secret: Option<Vec<u8>>,
     template: Option<String>,
+    allow: Vec<ipnet::IpNet>,
 }
 
 /// `sha256=` and the hex HMAC-SHA256 of `timestamp.body` under `secret`.
@@ -56,8 +59,16 @@ pub fn verify(secret: &[u8], timestamp: i64, body: &[u8], header: &str) -> bool 
 }
 
 impl WebhookNotifier {
-    /// Builds the HTTP client; no connection is made yet.
-    pub fn new(c: &WebhookConfig, timeout: Duration) -> Result<Self, Error> {
+    /// Builds the HTTP client; no connection is made yet. `global_allow` is
+    /// `[alerting] allow_targets`.
+    pub fn new(
+        c: &WebhookConfig,
+        timeout: Duration,
+        global_allow: &[String],
+    ) -> Result<Self, Error> {
+        let allow = c
+            .effective_allow(global_allow)
+            .map_err(|m| Error::Config(format!("webhook: {m}")))?;
         let mut headers = HeaderMap::new();
         for (k, v) in &c.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
@@ -69,7 +80,12 @@ impl WebhookNotifier {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
+            // Redirects are answers, never followed: a 3xx fails the delivery.
             .redirect(reqwest::redirect::Policy::none())
+            // Every name goes through the SSRF guard, and reqwest connects only to the
+            // addresses it checked. No proxy: a proxy would resolve the name itself.
+            .dns_resolver(Arc::new(GuardedResolver::new(allow.clone())))
+            .no_proxy()
             .user_agent(concat!("logward-alert/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Config(format!("webhook client: {e}")))?;
@@ -79,6 +95,7 @@ impl WebhookNotifier {
             headers,
             secret: c.secret.as_ref().map(|s| s.as_bytes().to_vec()),
             template: c.template.clone(),
+            allow,
         })
     }
 
@@ -91,6 +108,21 @@ impl WebhookNotifier {
     }
 }
 
+/// An error and its sources, `: `-joined (reqwest's own message hides the cause).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let m = s.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cur = s.source();
+    }
+    out
+}
+
 impl Notifier for WebhookNotifier {
     fn kind(&self) -> &'static str {
         "webhook"
@@ -98,6 +130,13 @@ impl Notifier for WebhookNotifier {
 
     fn send<'a>(&'a self, n: &'a Notification, attempt: u32) -> SendFuture<'a> {
         Box::pin(async move {
+            // IP literals never reach the resolver: check them here (config load did too).
+            if let Err(m) = guard::check_url(&self.url, &self.allow) {
+                tracing::warn!(url = %self.url, reason = %m, "webhook target refused by the ssrf guard");
+                return Err(NotifyError::permanent(format!(
+                    "webhook target refused: {m}"
+                )));
+            }
             let body = self.body(n)?;
             let ts = time::OffsetDateTime::now_utc().unix_timestamp();
             let mut req = self
@@ -115,10 +154,25 @@ impl Notifier for WebhookNotifier {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| NotifyError::transient(format!("webhook: {e}")))?;
+                .map_err(|e| match guard::refused_in(&e) {
+                    Some(refused) => NotifyError::permanent(refused.to_string()),
+                    None => NotifyError::transient(format!("webhook: {}", error_chain(&e))),
+                })?;
             let status = resp.status();
             if status.is_success() {
                 return Ok(());
+            }
+            if status.is_redirection() {
+                let to = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .unwrap_or_default();
+                let msg = format!(
+                    "webhook answered {status} (redirect to {to:?}): redirects are not followed; set webhook.url to the final URL"
+                );
+                tracing::warn!(url = %self.url, %status, location = %to, "webhook redirect refused");
+                return Err(NotifyError::permanent(msg));
             }
             let msg = format!("webhook answered {status}");
             if status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429 {

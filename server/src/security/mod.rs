@@ -4,6 +4,11 @@
 //! The configuration lives in `[security]` (see docs/SECURITY.md). Transport and
 //! authentication code builds on these types; they hold no I/O.
 
+pub mod api_auth;
+pub mod incoming;
+pub mod ingest_auth;
+pub mod quota;
+pub mod tls;
 pub mod token;
 
 use std::net::SocketAddr;

@@ -1,0 +1,322 @@
+//! Tables of request parameters and query strings with what each must give.
+use super::*;
+
+const NOW: i64 = 1_700_000_000_000_000_000;
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// One helper for the whole table: the parsed params, or the error text.
+fn check(input: &[(&str, &str)], expected: &Result<SearchParams, &str>) {
+    let got = parse_search_params(&pairs(input), NOW).map_err(|e| e.to_string());
+    match (&got, expected) {
+        (Ok(g), Ok(e)) => assert_eq!(g, e, "input {input:?}"),
+        (Err(g), Err(e)) => assert!(g.contains(e), "input {input:?}: error {g:?} lacks {e:?}"),
+        _ => panic!("input {input:?}: got {got:?}, expected {expected:?}"),
+    }
+}
+
+fn params() -> SearchParams {
+    SearchParams {
+        query: String::new(),
+        start: None,
+        end: None,
+        limit: 100,
+        cursor: None,
+        order: Order::Desc,
+        fields: None,
+        highlight: false,
+    }
+}
+
+#[test]
+fn search_parameters() {
+    check(&[], &Ok(params()));
+    check(
+        &[("q", "error"), ("limit", "5"), ("order", "asc")],
+        &Ok(SearchParams {
+            query: "error".into(),
+            limit: 5,
+            order: Order::Asc,
+            ..params()
+        }),
+    );
+    check(
+        &[("limit", "99999999")],
+        &Ok(SearchParams {
+            limit: MAX_LIMIT,
+            ..params()
+        }),
+    );
+    check(
+        &[("limit", "0")],
+        &Ok(SearchParams {
+            limit: 0,
+            ..params()
+        }),
+    );
+    check(&[("limit", "-1")], &Err("parameter 'limit'"));
+    check(&[("limit", "ten")], &Err("not a whole number"));
+    check(
+        &[("limit", "99999999999999999999999")],
+        &Err("not a whole number"),
+    );
+    check(&[("limit", "2000000000")], &Err("absurd"));
+    check(&[("fields", "id,colour")], &Err("unknown field 'colour'"));
+    check(&[("fields", ",")], &Err("names no field"));
+    check(&[("highlight", "maybe")], &Err("neither true nor false"));
+    check(
+        &[
+            ("fields", "id, container.labels.a.b"),
+            ("highlight", "true"),
+        ],
+        &Ok(SearchParams {
+            fields: Some(vec!["id".into(), "container.labels.a.b".into()]),
+            highlight: true,
+            ..params()
+        }),
+    );
+    check(&[("order", "up")], &Err("neither 'desc' nor 'asc'"));
+    check(&[("start", "yesterday")], &Err("parameter 'start'"));
+    check(
+        &[("start", "now-1h")],
+        &Ok(SearchParams {
+            start: Some(NOW - 3_600_000_000_000),
+            ..params()
+        }),
+    );
+    check(
+        &[("end", "1700000000000")],
+        &Ok(SearchParams {
+            end: Some(NOW),
+            ..params()
+        }),
+    );
+    check(
+        &[("start", "2023-11-14T22:13:20Z")],
+        &Ok(SearchParams {
+            start: Some(NOW),
+            ..params()
+        }),
+    );
+    check(
+        &[("start", "now"), ("end", "now-1m")],
+        &Err("later than start"),
+    );
+    check(&[("colour", "red")], &Err("unknown parameter 'colour'"));
+    check(&[("q", "a"), ("q", "b")], &Err("more than once"));
+    check(&[("cursor", "zzz")], &Err("parameter 'cursor'"));
+    check(&[("cursor", "a5.ff")], &Err("other sort order"));
+    check(
+        &[("cursor", "d5.ff")],
+        &Ok(SearchParams {
+            cursor: Some(Cursor {
+                order: Order::Desc,
+                timestamp_nanos: 5,
+                uid: 255,
+            }),
+            ..params()
+        }),
+    );
+}
+
+#[test]
+fn relative_and_absolute_times() {
+    assert_eq!(parse_time("now", NOW), Ok(NOW));
+    assert_eq!(parse_time("now+2d", NOW), Ok(NOW + 2 * 86_400_000_000_000));
+    assert_eq!(parse_time("now-250ms", NOW), Ok(NOW - 250_000_000));
+    assert!(
+        parse_time("now-5y", NOW)
+            .unwrap_err()
+            .contains("unknown unit")
+    );
+    assert!(
+        parse_time("now-99999999999999w", NOW)
+            .unwrap_err()
+            .contains("out of range")
+    );
+    assert_eq!(
+        parse_time("2023-11-14T23:13:20.5+01:00", NOW),
+        Ok(NOW + 500_000_000)
+    );
+}
+
+#[test]
+fn cursor_round_trips() {
+    let c = Cursor {
+        order: Order::Asc,
+        timestamp_nanos: -12,
+        uid: u64::MAX,
+    };
+    assert_eq!(Cursor::decode(&c.encode()), Some(c));
+}
+
+/// The error of a query under `limits` (checked as the API does, then built), if any.
+fn query_error(q: &str, limits: &QueryLimits) -> Option<String> {
+    let schema = EventSchema::new();
+    let mut parser = QueryParser::new(
+        schema.schema.clone(),
+        vec![schema.message],
+        tantivy::tokenizer::TokenizerManager::default(),
+    );
+    parser.set_conjunction_by_default();
+    check_query(q, limits)
+        .and_then(|()| build_query(&parser, &schema, q, None, None).map(|_| ()))
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// One helper for query checks: `expected` is empty for a query that must pass, or
+/// a part of the error.
+fn check_q(q: &str, limits: &QueryLimits, expected: &str) {
+    let got = query_error(q, limits);
+    if expected.is_empty() {
+        assert_eq!(got, None, "{q:?}");
+    } else {
+        let got = got.unwrap_or_default();
+        assert!(got.contains(expected), "{q:?}: {got:?} lacks {expected:?}");
+    }
+}
+
+fn terms(n: usize, joiner: &str) -> String {
+    (0..n)
+        .map(|i| format!("x{i}"))
+        .collect::<Vec<_>>()
+        .join(joiner)
+}
+
+#[test]
+fn queries_name_only_real_fields() {
+    let d = QueryLimits::default();
+    for ok in [
+        "error",
+        "*",
+        "",
+        "host:web1 AND source:docker",
+        "container.name:nginx",
+        "container.labels.app:api",
+        "container.labels.com.docker.compose.service:web",
+        "fields.SYSLOG_IDENTIFIER:sshd",
+        "\"connection reset\" OR message:timeout",
+        "timestamp:[2024-01-01T00:00:00Z TO 2024-01-02T00:00:00Z]",
+        "message:fail*",
+        "-stream:stderr error",
+        "\"((((((((((((((((((a\"",
+        "'((((((((((((((((((a'",
+    ] {
+        check_q(ok, &d, "");
+    }
+    for (bad, expected) in [
+        ("colour:red", "unknown field 'colour'"),
+        ("container.colour:red", "unknown field 'container.colour'"),
+        ("_uid:1", "unknown field '_uid'"),
+        ("fields.:x", "unknown field"),
+        ("message:*", "'message:*' is not supported"),
+        ("(error", "syntax error"),
+        ("timestamp:[yesterday TO now]", "invalid query"),
+        ("message:a*", "too broad"),
+        ("\"a\"*", "too broad"),
+        ("host:*?", "too broad"),
+        ("message:/.*/", "invalid query"),
+        ("((((((((((((((((((a))))))))))))))))))", "nest 18 deep"),
+    ] {
+        check_q(bad, &d, expected);
+    }
+}
+
+#[test]
+fn query_limits_are_the_configured_ones() {
+    let d = QueryLimits::default();
+    let small = QueryLimits {
+        max_bytes: 16,
+        max_clauses: 3,
+    };
+    let large = QueryLimits {
+        max_bytes: 100_000,
+        max_clauses: 1_000,
+    };
+    let clause_error = "limits.query_max_clauses is 64";
+    check_q(&terms(64, " "), &d, clause_error); // 64 terms and their group
+    check_q(&terms(63, " "), &d, "");
+    check_q(&terms(300, " OR "), &d, clause_error);
+    check_q(&terms(300, " OR "), &large, "");
+    check_q("a b c", &small, "limits.query_max_clauses is 3");
+    check_q("a b", &small, "");
+    check_q(&format!("host: IN [{}]", terms(70, " ")), &d, clause_error);
+    check_q(
+        &"a".repeat(17),
+        &small,
+        "query is 17 bytes long; limits.query_max_bytes is 16",
+    );
+    check_q(&"a".repeat(16), &small, "");
+    check_q(&"x ".repeat(2100), &d, "limits.query_max_bytes is 4096");
+    let err = check_query(&"a".repeat(17), &small).expect_err("too long");
+    assert_eq!(err.limit(), Some(("query_max_bytes", 16)));
+    let err = check_query("a b c", &small).expect_err("too many");
+    assert_eq!(err.limit(), Some(("query_max_clauses", 3)));
+}
+
+#[test]
+fn nesting_is_bounded_however_the_query_is_quoted() {
+    let d = QueryLimits::default();
+    let deep = |n: usize| format!("{}a{}", "(".repeat(n), ")".repeat(n));
+    check_q(&deep(16), &d, "");
+    check_q(&deep(17), &d, "parentheses nest 17 deep");
+    // Quotes the scanner might misread cannot hide groups: every '(' and NOT counts.
+    check_q(&format!("'\"' {}", deep(200)), &d, "nest");
+    check_q(&format!("'\"' {}", deep(100)), &d, "nest 100 deep");
+    check_q(&format!("a\"b {}", deep(100)), &d, "syntax error");
+    check_q(&format!("message:/\"/ {}", deep(200)), &d, "more than 128");
+    check_q(
+        &"(".repeat(16_000),
+        &d,
+        "16000 '(' and NOT in one query, more than 128",
+    );
+    check_q(&format!("{}a", "NOT ".repeat(129)), &d, "more than 128");
+    check_q(
+        &format!("{}a", "NOT ".repeat(10)),
+        &d,
+        "Only excluding terms",
+    );
+    let err = check_query(&deep(17), &d).expect_err("deep");
+    assert_eq!(err.limit(), Some(("query_max_nesting", MAX_NESTING)));
+}
+
+/// The grammar recurses once per `(` or `NOT`; at the token bound it still fits a
+/// default thread stack, in the strict and the lenient (error message) parser alike,
+/// whatever the nesting check would say.
+#[test]
+fn the_parser_fits_a_default_stack_at_the_group_token_bound() {
+    let n = MAX_GROUP_TOKENS / 2;
+    let queries = [
+        format!(
+            "{}a{}",
+            "(".repeat(MAX_GROUP_TOKENS),
+            ")".repeat(MAX_GROUP_TOKENS)
+        ),
+        format!("{}a", "NOT ".repeat(MAX_GROUP_TOKENS)),
+        format!("{}(a", "NOT (".repeat(n)),
+        "host:(".repeat(MAX_GROUP_TOKENS),
+        "(".repeat(MAX_GROUP_TOKENS),
+    ];
+    let worker = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || {
+            for q in &queries {
+                let _ = tantivy::query_grammar::parse_query(q);
+                let _ = tantivy::query_grammar::parse_query_lenient(q);
+                let schema = EventSchema::new();
+                let parser = QueryParser::new(
+                    schema.schema.clone(),
+                    vec![schema.message],
+                    tantivy::tokenizer::TokenizerManager::default(),
+                );
+                let _ = parser.parse_query(q);
+            }
+        })
+        .expect("spawn");
+    worker.join().expect("no stack overflow");
+}

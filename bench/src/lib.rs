@@ -22,6 +22,8 @@ use report::{Report, Row};
 #[derive(Debug, Clone)]
 pub struct Opts {
     pub quick: bool,
+    /// Workloads to run (`w1`, `w2` (with W3), `w4`, `w5` (with W6)); empty runs all.
+    pub only: Vec<String>,
     /// Raw log bytes for W1, spread over the files.
     pub w1_bytes: u64,
     /// W1 is also run with this many files (besides 20).
@@ -43,6 +45,7 @@ impl Opts {
         if quick {
             Opts {
                 quick,
+                only: Vec::new(),
                 w1_bytes: 16 << 20,
                 w1_many_files: 0,
                 w2_events: 15_000,
@@ -55,6 +58,7 @@ impl Opts {
         } else {
             Opts {
                 quick,
+                only: Vec::new(),
                 w1_bytes: 1 << 30,
                 w1_many_files: 100,
                 w2_events: 1_000_000,
@@ -79,21 +83,30 @@ pub fn run_all(opts: &Opts) -> anyhow::Result<Report> {
         );
     };
     let load_before = loadavg();
-    let t = std::time::Instant::now();
-    rows.extend(rt.block_on(w1::run(opts, 20))?);
-    if opts.w1_many_files > 0 {
-        rows.extend(rt.block_on(w1::run(opts, opts.w1_many_files))?);
+    let wanted = |w: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == w);
+    if wanted("w1") {
+        let t = std::time::Instant::now();
+        rows.extend(rt.block_on(w1::run(opts, 20))?);
+        if opts.w1_many_files > 0 {
+            rows.extend(rt.block_on(w1::run(opts, opts.w1_many_files))?);
+        }
+        timed("W1", t);
     }
-    timed("W1", t);
-    let t = std::time::Instant::now();
-    rows.extend(w2::run(opts, &rt)?);
-    timed("W2+W3", t);
-    let t = std::time::Instant::now();
-    rows.extend(w4::run(opts)?);
-    timed("W4", t);
-    let t = std::time::Instant::now();
-    rows.extend(w5::run(opts)?);
-    timed("W5+W6", t);
+    if wanted("w2") {
+        let t = std::time::Instant::now();
+        rows.extend(w2::run(opts, &rt)?);
+        timed("W2+W3", t);
+    }
+    if wanted("w4") {
+        let t = std::time::Instant::now();
+        rows.extend(w4::run(opts)?);
+        timed("W4", t);
+    }
+    if wanted("w5") {
+        let t = std::time::Instant::now();
+        rows.extend(w5::run(opts)?);
+        timed("W5+W6", t);
+    }
     Ok(Report {
         date: time::OffsetDateTime::now_utc().date().to_string(),
         mode: if opts.quick { "quick" } else { "full" },

@@ -20,6 +20,10 @@ enum Command {
         /// Small sizes; finishes in under two minutes.
         #[arg(long)]
         quick: bool,
+        /// Run only these workloads, comma-separated: w1, w2 (with W3), w4, w5 (with W6).
+        /// The report then goes to target/bench/partial.md unless --out says otherwise.
+        #[arg(long, value_delimiter = ',', value_parser = ["w1", "w2", "w4", "w5"])]
+        only: Vec<String>,
         /// Markdown output [default: docs/BENCHMARKS.md, or target/bench/quick.md with --quick].
         #[arg(long)]
         out: Option<PathBuf>,
@@ -30,13 +34,19 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    let Command::All { quick, out, json } = Args::parse().command;
+    let Command::All {
+        quick,
+        only,
+        out,
+        json,
+    } = Args::parse().command;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let (out, json) = if quick {
+    let (out, json) = if quick || !only.is_empty() {
         let dir = root.join("target").join("bench");
+        let name = if only.is_empty() { "quick" } else { "partial" };
         (
-            out.unwrap_or_else(|| dir.join("quick.md")),
-            json.unwrap_or_else(|| dir.join("quick.json")),
+            out.unwrap_or_else(|| dir.join(format!("{name}.md"))),
+            json.unwrap_or_else(|| dir.join(format!("{name}.json"))),
         )
     } else {
         let dir = root.join("docs");
@@ -46,7 +56,11 @@ fn main() -> anyhow::Result<()> {
         )
     };
     logward_bench::prepare_binaries()?;
-    let report = logward_bench::run_all(&logward_bench::Opts::new(quick))?;
+    let opts = logward_bench::Opts {
+        only,
+        ..logward_bench::Opts::new(quick)
+    };
+    let report = logward_bench::run_all(&opts)?;
     for path in [&out, &json] {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;

@@ -246,6 +246,12 @@ impl FieldCond {
                     .map(|f| (f.clone(), l.to_lowercase()))
                     .collect()
             }),
+            ValueMatcher::Re(_, Some(l)) => Some(
+                self.fields
+                    .iter()
+                    .map(|f| (f.clone(), l.to_lowercase()))
+                    .collect(),
+            ),
             _ => None,
         });
         if self.c.all {
@@ -296,7 +302,7 @@ fn value_matches(m: &ValueMatcher, vals: &FieldValues<'_>, ev: &dyn EventView) -
         ValueMatcher::Null => !vals.is_present(),
         ValueMatcher::Str(s) => vals.iter().any(|v| s.matches(v)),
         ValueMatcher::Neq(s) => vals.is_present() && !vals.iter().any(|v| s.matches(v)),
-        ValueMatcher::Re(re) => vals.iter().any(|v| re.is_match(v)),
+        ValueMatcher::Re(re, _) => vals.iter().any(|v| re.is_match(v)),
         ValueMatcher::Cidr(net) => vals
             .iter()
             .any(|v| v.trim().parse::<IpAddr>().is_ok_and(|ip| net.contains(&ip))),

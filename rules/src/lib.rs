@@ -19,6 +19,7 @@ pub mod logsource;
 pub mod modifiers;
 pub mod pattern;
 pub mod prefilter;
+pub mod regex_lit;
 pub mod rule;
 pub mod yaml;
 

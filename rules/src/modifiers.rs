@@ -81,8 +81,8 @@ pub enum RefShape {
 pub enum ValueMatcher {
     /// Wildcard string, with `contains`/`startswith`/`endswith`/encodings applied.
     Str(StrMatcher),
-    /// `re`
-    Re(Regex),
+    /// `re`, with a literal every match contains (for the prefilter), if it has one.
+    Re(Regex, Option<String>),
     /// `cidr`
     Cidr(IpNet),
     /// `lt`/`lte`/`gt`/`gte`
@@ -312,7 +312,8 @@ fn compile_one(
                         RuleError::new(at, ErrorKind::Regex(msg))
                     }
                 })?;
-            out.push(ValueMatcher::Re(re));
+            let lit = crate::regex_lit::required_literal(s, i, m, dot);
+            out.push(ValueMatcher::Re(re, lit));
             return Ok(());
         }
         Some("cidr") => {

@@ -37,7 +37,7 @@ fn required(hir: &Hir) -> Option<String> {
         HirKind::Concat(parts) => {
             let mut best: Option<String> = None;
             let mut run = String::new();
-            let mut keep = |cand: Option<String>, best: &mut Option<String>| {
+            let keep = |cand: Option<String>, best: &mut Option<String>| {
                 if let Some(c) = cand
                     && best.as_ref().is_none_or(|b| c.len() > b.len())
                 {

@@ -397,6 +397,13 @@ pub fn check_query(q: &str, limits: &QueryLimits) -> Result<(), QueryError> {
 
 /// The checked syntax tree of a query; `None` for the match-all query.
 fn parse_checked(q: &str, limits: &QueryLimits) -> Result<Option<UserInputAst>, QueryError> {
+    // tantivy's parser asserts (and panics) on a NUL in a JSON field path; no query
+    // needs one.
+    if q.contains('\0') {
+        return Err(QueryError::Invalid(
+            "the query holds a NUL character".into(),
+        ));
+    }
     check_nesting(q)?;
     if q.len() > limits.max_bytes {
         return Err(QueryError::TooLong {

@@ -136,7 +136,13 @@ impl Assembler {
             truncated: false,
             last_data: Instant::now(),
         });
-        let room = self.max_event_bytes - pending.message.len();
+        // Once truncated, nothing more is appended: a later chunk that would fit must
+        // not be joined to a head it does not follow (the message stays a prefix).
+        let room = if pending.truncated {
+            0
+        } else {
+            self.max_event_bytes - pending.message.len()
+        };
         let text = decoded.log.as_bytes();
         if text.len() > room {
             pending

@@ -77,11 +77,17 @@ pub fn kv(message: &str, logfmt: bool, out: &mut Out) {
             while i < b.len() && b[i] != b'"' {
                 if logfmt && b[i] == b'\\' && i + 1 < b.len() {
                     i += 1;
-                    v.push(match b[i] {
-                        b'n' => '\n',
-                        b't' => '\t',
-                        other => char::from(other),
-                    });
+                    match b[i] {
+                        b'n' => v.push('\n'),
+                        b't' => v.push('\t'),
+                        _ => {
+                            // The escaped character whole: it may be more than one byte.
+                            let ch_end = next_char(message, i);
+                            v.push_str(&message[i..ch_end]);
+                            i = ch_end;
+                            continue;
+                        }
+                    }
                     i += 1;
                     continue;
                 }
@@ -144,7 +150,10 @@ fn flatten(name: &str, v: &Value, depth: usize, out: &mut Out, n: &mut usize) {
             }
         }
         Value::Array(a) => {
-            for v in a.iter().take(MAX_FIELDS) {
+            for v in a {
+                if *n >= MAX_FIELDS {
+                    return;
+                }
                 match v {
                     Value::String(s) => out.push((name.to_owned(), clip(s).to_owned())),
                     Value::Null | Value::Object(_) | Value::Array(_) => continue,

@@ -212,3 +212,38 @@ fn extraction_cost() {
         rounds * events.len()
     );
 }
+
+/// Found by the `extractors` fuzz target: a logfmt backslash before a multi-byte character
+/// sliced the message inside that character (a panic in ingest, from any local process
+/// that can log as dockerd).
+#[test]
+fn logfmt_escape_before_a_multibyte_character() {
+    for (message, expected) in [
+        (
+            "k=\"\\\u{e9}\" x=1",
+            vec![("kv.k", "\u{e9}"), ("kv.x", "1")],
+        ),
+        ("k=\"a\\\u{1f600}b\"", vec![("kv.k", "a\u{1f600}b")]),
+        ("k=\"\\n\\t\\\"\"", vec![("kv.k", "\n\t\"")]),
+    ] {
+        let mut out = Vec::new();
+        generic::kv(message, true, &mut out);
+        let got: Vec<(&str, &str)> = out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(got, expected, "{message:?}");
+    }
+    let x = Extractors::new(&[]).expect("built-ins");
+    let case =
+        serde_json::json!({"source": "journald", "id": "dockerd", "msg": "msg=\"\\\u{e9}\""});
+    let _ = x.extract(&event(&case));
+}
+
+/// Found by the `extractors` fuzz target: JSON arrays added up to `MAX_FIELDS` values each,
+/// past the extractor's `MAX_FIELDS` bound.
+#[test]
+fn json_arrays_count_against_the_field_cap() {
+    let many = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let message = format!(r#"{{"a":[{}],"b":[{}],"c":"x"}}"#, many(63), many(64));
+    let mut out = Vec::new();
+    generic::json(&message, &mut out);
+    assert_eq!(out.len(), generic::MAX_FIELDS);
+}

@@ -211,6 +211,8 @@ fn queries_name_only_real_fields() {
     }
     for (bad, expected) in [
         ("colour:red", "unknown field 'colour'"),
+        ("fields.a\0b:x", "NUL character"),
+        ("container.labels.a\0:x", "NUL character"),
         ("container.colour:red", "unknown field 'container.colour'"),
         ("_uid:1", "unknown field '_uid'"),
         ("fields.:x", "unknown field"),

@@ -161,6 +161,12 @@ fn table() {
             vec![format!("{}|T", "a".repeat(255))],
         ),
         (
+            "a truncated line keeps only its head, even when a later chunk would fit",
+            out(&format!("{}é", "a".repeat(255))) + &out("x\n"),
+            256,
+            vec![format!("{}|T", "a".repeat(255))],
+        ),
+        (
             "bad line shipped raw",
             out("before\n") + "garbage here\n" + &out("after\n"),
             1024,

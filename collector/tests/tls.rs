@@ -404,18 +404,27 @@ async fn mtls_presents_the_client_certificate() {
     let double = Double::default();
     let addr = serve(double.clone(), &pki, true, true).await;
 
-    // Without a client certificate the server refuses the handshake.
+    // Without a client certificate the server refuses the handshake. Under TLS 1.3 the
+    // client finishes its side first and learns of the refusal from an alert after it;
+    // when the server's reset overtakes that alert the failure can only look like a
+    // dropped connection. Either way nothing is delivered; when the alert arrives (nearly
+    // always) the error says what is missing.
     let bare = config(&tmp.path().join("bare"), addr, &pki);
     let running = start(bare.clone()).await;
-    wait_for("a TLS failure", async || {
+    wait_for("a refused connection", async || {
         running.metric("logward_collector_tls_errors_total").await >= 1.0
+            || logged(addr, &["WARN"]).len() >= 3
     })
     .await;
+    let tls_errors = running.metric("logward_collector_tls_errors_total").await;
     running.stop().await;
-    assert!(
-        !logged(addr, &["ERROR", "client certificate"]).is_empty(),
-        "the error says a client certificate is needed"
-    );
+    if tls_errors >= 1.0 {
+        assert!(
+            !logged(addr, &["ERROR", "client certificate"]).is_empty(),
+            "the error says a client certificate is needed"
+        );
+    }
+    double.with(|s| assert!(s.messages.is_empty(), "nothing reached the server"));
     assert_eq!(acked_sequence(&bare), 0);
 
     let mut cfg = config(&tmp.path().join("mtls"), addr, &pki);

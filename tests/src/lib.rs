@@ -6,6 +6,7 @@ pub mod docker;
 pub mod grpc;
 pub mod hardened;
 pub mod journal;
+pub mod sinks;
 pub mod tls;
 
 use std::io::{BufRead, BufReader, Write};

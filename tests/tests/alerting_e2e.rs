@@ -10,69 +10,18 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use logward_e2e::{DockerLine, FakeContainer, Proc, Server, collector_args, docker_time, in_ci};
+use logward_e2e::sinks::{Smtp, aiosmtpd_available, free_port, wait_until};
+use logward_e2e::{DockerLine, FakeContainer, Proc, Server, collector_args, docker_time};
 
 const PYTHON: &str = "/usr/bin/python3";
 const SECRET: &str = "e2e-secret-3f9a";
 const CURL_RULE: &str = "c5943daa-5453-4941-8c9f-8e1824a7510a";
 const CURL_TITLE: &str = "Download piped into a shell in container output";
 const MINER_RULE: &str = "aac2a11a-49f2-4119-9e5d-763ec31037e2";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// True when aiosmtpd can run; skips (false) outside CI, fails under `CI=true`.
-fn aiosmtpd_available() -> bool {
-    let ok = Command::new(PYTHON)
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        let msg = "aiosmtpd is not installed (apt-get install python3-aiosmtpd): skipping the alerting e2e test";
-        assert!(!in_ci(), "{msg}, which CI=true forbids");
-        eprintln!("{msg}");
-    }
-    ok
-}
-
-/// A real SMTP server: aiosmtpd delivering into a Maildir.
-struct Smtp(Child);
-
-impl Smtp {
-    fn start(port: u16, maildir: &Path) -> Smtp {
-        let child = Command::new(PYTHON)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn aiosmtpd");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "aiosmtpd did not listen in 30 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Smtp(child)
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The messages in the Maildir, with folded headers and quoted-printable soft breaks
 /// undone.
@@ -214,20 +163,6 @@ headers = {{ X-Team = "sec" }}
     path
 }
 
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn line(log: &str, ms: i64) -> (String, String) {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     (log.to_owned(), docker_time(now, ms))
@@ -285,7 +220,7 @@ fn start_collector(server: &Server, s: &Setup) -> Proc {
 
 #[test]
 fn attack_line_becomes_mail_and_signed_webhook() {
-    if !aiosmtpd_available() {
+    if !aiosmtpd_available("the alerting e2e test") {
         return;
     }
     let s = setup();
@@ -400,7 +335,7 @@ fn attack_line_becomes_mail_and_signed_webhook() {
 
 #[test]
 fn outbox_survives_kill_9_and_down_channels_show() {
-    if !aiosmtpd_available() {
+    if !aiosmtpd_available("the alerting e2e test") {
         return;
     }
     let s = setup();

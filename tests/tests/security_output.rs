@@ -14,12 +14,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use logward_e2e::Server;
 use logward_e2e::grpc::LoadClient;
-use logward_e2e::{Server, in_ci};
+use logward_e2e::sinks::{Smtp, aiosmtpd_available, free_port, wait_until};
 use logward_proto::{Batch, Container, Event, Source, StreamKind};
 use serde_json::Value;
 
@@ -28,57 +29,6 @@ const RULE_ID: &str = "5ec0d7e1-0a1e-4b5e-9d1c-6f2a7b3c4d5e";
 
 /// Colour, CR/LF, a forged header and log line, NUL and bytes that are not UTF-8.
 const HOSTILE: &[u8] = b"hostile-7f3a \x1b[31mRED\x1b[0m ok\r\nSubject: forged\r\nBcc: evil@example.com\r\n\r\n2024-05-01T00:00:00Z web1 sshd: fake second line\x00 bad \xff\xfe\xc3 end";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn aiosmtpd_available() -> bool {
-    let ok = Command::new(PYTHON)
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        let msg = "aiosmtpd is not installed (scripts/setup-test-deps.sh): skipping the hostile output test";
-        assert!(!in_ci(), "{msg}, which CI=true forbids");
-        eprintln!("{msg}");
-    }
-    ok
-}
-
-/// aiosmtpd delivering into a Maildir.
-struct Smtp(Child);
-
-impl Smtp {
-    fn start(port: u16, maildir: &Path) -> Smtp {
-        let child = Command::new(PYTHON)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn aiosmtpd");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "aiosmtpd did not listen in 30 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Smtp(child)
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A real HTTP receiver: answers 200 to every POST and records the bodies.
 fn receiver(port: u16) -> Arc<Mutex<Vec<Vec<u8>>>> {
@@ -171,20 +121,6 @@ fn b64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn config(rules_dir: &Path, smtp_port: u16, hook_port: u16) -> String {
     format!(
         r#"rules_dir = {rules_dir:?}
@@ -265,7 +201,7 @@ fn send_hostile(server: &Server) -> String {
 
 #[test]
 fn hostile_line_is_escaped_in_api_email_and_webhook() {
-    if !aiosmtpd_available() {
+    if !aiosmtpd_available("the hostile output test") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");

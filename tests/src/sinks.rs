@@ -1,9 +1,12 @@
 //! Real notification receivers for the alerting tests: an SMTP server (aiosmtpd writing a
-//! Maildir), plus the small helpers those tests share.
+//! Maildir) and an HTTP webhook receiver, plus the small helpers those tests share.
 
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::in_ci;
@@ -78,4 +81,61 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// One request the webhook receiver got.
+#[derive(Clone, Debug)]
+pub struct Hook {
+    /// Header names in lowercase.
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+    /// When the request was read.
+    pub at: Instant,
+}
+
+/// A real HTTP receiver on `127.0.0.1:port`: answers 200 to every request and records it.
+pub fn receiver(port: u16) -> Arc<Mutex<Vec<Hook>>> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                if let Some(hook) = read_request(&stream) {
+                    sink.lock().expect("lock").push(hook);
+                }
+                let mut s = &stream;
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    got
+}
+
+fn read_request(stream: &TcpStream) -> Option<Hook> {
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let mut headers = HashMap::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).ok()?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (k, v) = l.split_once(':')?;
+        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+    }
+    let len: usize = headers.get("content-length")?.parse().ok()?;
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some(Hook {
+        headers,
+        body,
+        at: Instant::now(),
+    })
 }

@@ -6,15 +6,11 @@
 //! down in `/healthz` and `/metrics`), the server is killed, peers and server restart,
 //! and every alert is delivered.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use logward_e2e::sinks::{Smtp, aiosmtpd_available, free_port, wait_until};
+use logward_e2e::sinks::{Hook, Smtp, aiosmtpd_available, free_port, receiver, wait_until};
 use logward_e2e::{DockerLine, FakeContainer, Proc, Server, collector_args, docker_time};
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -39,61 +35,6 @@ fn mails(maildir: &Path) -> Vec<String> {
         .unwrap_or_default();
     out.sort();
     out
-}
-
-/// One request the receiver got.
-#[derive(Clone)]
-struct Hook {
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-    at: Instant,
-}
-
-/// A real HTTP receiver: answers 200 to every POST and records it.
-fn receiver(port: u16) -> Arc<Mutex<Vec<Hook>>> {
-    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let sink = sink.clone();
-            std::thread::spawn(move || {
-                if let Some(hook) = read_request(&stream) {
-                    sink.lock().expect("lock").push(hook);
-                }
-                let mut s = &stream;
-                let _ = s.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-            });
-        }
-    });
-    got
-}
-
-fn read_request(stream: &TcpStream) -> Option<Hook> {
-    let mut r = BufReader::new(stream);
-    let mut line = String::new();
-    r.read_line(&mut line).ok()?;
-    let mut headers = HashMap::new();
-    loop {
-        line.clear();
-        r.read_line(&mut line).ok()?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        let (k, v) = l.split_once(':')?;
-        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-    }
-    let len: usize = headers.get("content-length")?.parse().ok()?;
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some(Hook {
-        headers,
-        body,
-        at: Instant::now(),
-    })
 }
 
 /// Verifies `X-Logward-Signature` the way docs/ALERTING.md tells receivers to, in Python.

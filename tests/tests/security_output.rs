@@ -11,16 +11,14 @@
 //! Exact bytes: when the server hands the alerter the raw line (`message_b64` in the
 //! payload) or the API returns it, the test checks they are byte-exact.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use logward_e2e::Server;
 use logward_e2e::grpc::LoadClient;
-use logward_e2e::sinks::{Smtp, aiosmtpd_available, free_port, wait_until};
+use logward_e2e::sinks::{Smtp, aiosmtpd_available, free_port, receiver, wait_until};
 use logward_proto::{Batch, Container, Event, Source, StreamKind};
 use serde_json::Value;
 
@@ -29,51 +27,6 @@ const RULE_ID: &str = "5ec0d7e1-0a1e-4b5e-9d1c-6f2a7b3c4d5e";
 
 /// Colour, CR/LF, a forged header and log line, NUL and bytes that are not UTF-8.
 const HOSTILE: &[u8] = b"hostile-7f3a \x1b[31mRED\x1b[0m ok\r\nSubject: forged\r\nBcc: evil@example.com\r\n\r\n2024-05-01T00:00:00Z web1 sshd: fake second line\x00 bad \xff\xfe\xc3 end";
-
-/// A real HTTP receiver: answers 200 to every POST and records the bodies.
-fn receiver(port: u16) -> Arc<Mutex<Vec<Vec<u8>>>> {
-    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let sink = sink.clone();
-            std::thread::spawn(move || {
-                if let Some(body) = read_body(&stream) {
-                    sink.lock().expect("lock").push(body);
-                }
-                let mut s = &stream;
-                let _ = s.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-            });
-        }
-    });
-    got
-}
-
-fn read_body(stream: &TcpStream) -> Option<Vec<u8>> {
-    let mut r = BufReader::new(stream);
-    let mut line = String::new();
-    r.read_line(&mut line).ok()?;
-    let mut len = 0;
-    loop {
-        line.clear();
-        r.read_line(&mut line).ok()?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().ok()?;
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some(body)
-}
 
 /// Parses a raw mail with Python's `email` package: header names, subject, text, HTML.
 fn parse_mail(raw: &[u8]) -> Value {
@@ -249,7 +202,7 @@ fn hostile_line_is_escaped_in_api_email_and_webhook() {
 
     // (b) The webhook: valid JSON, the line's text, exact bytes when the server passes them.
     let hook = wait_until("webhook", Duration::from_secs(60), || {
-        hooks.lock().expect("lock").first().cloned()
+        hooks.lock().expect("lock").first().map(|h| h.body.clone())
     });
     assert!(
         !hook.iter().any(|&b| b < 0x20),

@@ -194,11 +194,12 @@ pub async fn run(
         .clone()
         .filter(|_| config.security.tls.as_ref().is_some_and(|t| t.http));
     let http_listener = HttpListener::new(listeners.http, http_tls).map_err(Error::LocalAddr)?;
-    let http = tokio::spawn(
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(wait_true(grpc_stop_rx.clone()))
-            .into_future(),
-    );
+    let http = tokio::spawn(security::http_serve::serve(
+        http_listener,
+        app,
+        Duration::from_millis(config.limits.http_header_timeout_ms),
+        wait_true(grpc_stop_rx.clone()),
+    ));
     info!(grpc = %grpc_addr, http = %http_addr, data_dir = %config.data_dir.display(), "logward-server listening");
     announce_posture(&config, grpc_addr, http_addr);
 

@@ -29,6 +29,9 @@ pub struct LimitsConfig {
     /// Longest time one HTTP request may take, in ms (408/503 beyond); live tail
     /// streams are exempt.
     pub http_request_timeout_ms: u64,
+    /// Longest time a client may take to send a request's headers, in ms; the
+    /// connection is closed beyond it (slow-header "slowloris" clients).
+    pub http_header_timeout_ms: u64,
     /// Searches and aggregations run at once; more are refused with 429.
     pub max_concurrent_searches: usize,
     /// Time budget of one search or aggregation, in ms (it stops and says so).
@@ -52,6 +55,7 @@ impl Default for LimitsConfig {
             collector_burst_events: 100_000,
             http_max_body_bytes: 1024 * 1024,
             http_request_timeout_ms: 30_000,
+            http_header_timeout_ms: 10_000,
             max_concurrent_searches: 8,
             search_timeout_ms: 10_000,
             query_max_bytes: 4096,
@@ -74,7 +78,7 @@ pub struct LimitError {
 impl LimitsConfig {
     /// Checks every limit lies in a range that works.
     pub fn validate(&self) -> Result<(), LimitError> {
-        let checks: [(&'static str, u64, u64, u64); 12] = [
+        let checks: [(&'static str, u64, u64, u64); 13] = [
             (
                 "grpc_max_message_bytes",
                 self.grpc_max_message_bytes as u64,
@@ -116,6 +120,12 @@ impl LimitsConfig {
                 self.http_request_timeout_ms,
                 100,
                 3_600_000,
+            ),
+            (
+                "http_header_timeout_ms",
+                self.http_header_timeout_ms,
+                100,
+                600_000,
             ),
             (
                 "max_concurrent_searches",

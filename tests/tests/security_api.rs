@@ -428,3 +428,38 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A client that sends its request headers too slowly ("slowloris") is disconnected
+/// after `http_header_timeout_ms`, while an honest request on another connection is
+/// answered meanwhile.
+#[test]
+fn slow_headers_are_cut_off() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with_config(
+        &tmp.path().join("data"),
+        "[limits]\nhttp_header_timeout_ms = 300\n",
+    )
+    .expect("server starts");
+    let mut slow = std::net::TcpStream::connect(&server.http).expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .expect("send part of the headers");
+    // The headers never end. The server must close the connection; the read times
+    // out (a failure) only if it keeps it open far past the limit.
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    let healthy = reqwest::blocking::get(format!("http://{}/healthz", server.http))
+        .expect("an honest request is served meanwhile");
+    assert_eq!(healthy.status().as_u16(), 200);
+    let mut rest = Vec::new();
+    match slow.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the slow connection was not closed: {e}"),
+    }
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        !text.contains("200 OK"),
+        "a request with unfinished headers was answered: {text}"
+    );
+}

@@ -5,6 +5,7 @@
 //! authentication code builds on these types; they hold no I/O.
 
 pub mod api_auth;
+pub mod http_serve;
 pub mod incoming;
 pub mod ingest_auth;
 pub mod quota;

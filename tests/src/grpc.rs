@@ -93,6 +93,27 @@ pub fn status_of(error: &anyhow::Error) -> Option<&tonic::Status> {
     error.downcast_ref::<tonic::Status>()
 }
 
+/// The code and message a connect or send ended with; panics unless it was a refusal
+/// by the server.
+pub fn refusal<T>(result: anyhow::Result<T>) -> (tonic::Code, String) {
+    match result {
+        Ok(_) => panic!("expected a refusal"),
+        Err(e) => match status_of(&e) {
+            Some(s) => (s.code(), s.message().to_owned()),
+            None => panic!("expected a gRPC status, got {e:#}"),
+        },
+    }
+}
+
+/// A batch of `events` from `collector_id`.
+pub fn batch(collector_id: &str, sequence: u64, events: Vec<Event>) -> Batch {
+    Batch {
+        collector_id: collector_id.to_owned(),
+        sequence,
+        events,
+    }
+}
+
 /// One collector's connection.
 pub struct LoadClient {
     pub collector_id: String,

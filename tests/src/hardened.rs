@@ -5,12 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
-
-use crate::{Proc, Server};
 
 /// The repository root (the parent of the `tests` crate).
 pub fn repo_root() -> PathBuf {
@@ -146,44 +143,6 @@ impl Drop for Cleanup {
             quietly(&["rmi", "-f", tag]);
         }
     }
-}
-
-/// Starts `logward-server` with its gRPC listener on `grpc_addr` (e.g. a Docker network
-/// gateway, port 0) and HTTP on loopback, with `--config config_path` and `extra` flags.
-pub fn server_at(
-    data_dir: &Path,
-    grpc_addr: &str,
-    config_path: &Path,
-    extra: &[String],
-) -> anyhow::Result<Server> {
-    let mut args = vec![
-        "--config".to_owned(),
-        config_path.display().to_string(),
-        "--data-dir".to_owned(),
-        data_dir.display().to_string(),
-        "--grpc-addr".to_owned(),
-        grpc_addr.to_owned(),
-        "--http-addr".to_owned(),
-        "127.0.0.1:0".to_owned(),
-    ];
-    args.extend_from_slice(extra);
-    let mut proc = Proc::spawn("logward-server", &args, &[])?;
-    let line = proc.wait_for_log("logward-server listening", Duration::from_secs(30))?;
-    let grpc = log_field(&line, "grpc").context("grpc address in log")?;
-    let http = log_field(&line, "http").context("http address in log")?;
-    Ok(Server { proc, grpc, http })
-}
-
-fn log_field(line: &str, key: &str) -> Option<String> {
-    let pat = format!("{key}=");
-    let start = line.find(&pat)? + pat.len();
-    Some(
-        line[start..]
-            .split_whitespace()
-            .next()?
-            .trim_matches('"')
-            .to_owned(),
-    )
 }
 
 /// The security-relevant lines of `/proc/<pid>/status` of a container's main process.

@@ -202,11 +202,17 @@ pub struct Server {
 impl Server {
     /// Starts the server with `--data-dir data_dir` on port 0 and reads back its ports.
     pub fn start(data_dir: &Path, extra: &[String]) -> anyhow::Result<Server> {
+        Server::start_at(data_dir, "127.0.0.1:0", extra)
+    }
+
+    /// Starts the server with its gRPC listener on `grpc_addr` (e.g. a Docker network
+    /// gateway, port 0) and HTTP on loopback port 0, and reads back its ports.
+    pub fn start_at(data_dir: &Path, grpc_addr: &str, extra: &[String]) -> anyhow::Result<Server> {
         let mut args = vec![
             "--data-dir".to_owned(),
             data_dir.display().to_string(),
             "--grpc-addr".to_owned(),
-            "127.0.0.1:0".to_owned(),
+            grpc_addr.to_owned(),
             "--http-addr".to_owned(),
             "127.0.0.1:0".to_owned(),
         ];

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use logward_e2e::docker::{IMAGE, engine_available, ensure_image};
-use logward_e2e::hardened::{Cleanup, docker, inspect, proc_security, repo_root, server_at};
+use logward_e2e::hardened::{Cleanup, docker, inspect, proc_security, repo_root};
 use logward_e2e::tls::Ca;
 use logward_e2e::{Server, bin_path};
 use serde_json::Value;
@@ -179,11 +179,15 @@ fn hardened_collector_container_ships_logs_and_passes_its_own_posture_rules() {
     )
     .unwrap();
     let rules_dir = repo_root().join("deploy/rules");
-    let server = server_at(
+    let server = Server::start_at(
         &tmp.path().join("data"),
         &format!("{gateway}:0"),
-        &server_config,
-        &["--rules-dir".to_owned(), rules_dir.display().to_string()],
+        &[
+            "--config".to_owned(),
+            server_config.display().to_string(),
+            "--rules-dir".to_owned(),
+            rules_dir.display().to_string(),
+        ],
     )
     .expect("server");
     let (status, rules) = server.get("/api/v1/rules").expect("rules");

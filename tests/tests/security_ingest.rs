@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use logward_e2e::Server;
-use logward_e2e::grpc::{Connect, LoadClient, status_of};
+use logward_e2e::grpc::{Connect, LoadClient, batch, refusal, status_of};
 use logward_e2e::tls::{Ca, Leaf, collectors_toml};
-use logward_proto::{Batch, Event, Source};
+use logward_proto::{Event, Source};
 use serde_json::Value;
 use tonic::Code;
 
@@ -70,25 +70,6 @@ fn events(tag: &str, n: usize) -> Vec<Event> {
             ..Default::default()
         })
         .collect()
-}
-
-fn batch(collector_id: &str, sequence: u64, events: Vec<Event>) -> Batch {
-    Batch {
-        collector_id: collector_id.to_owned(),
-        sequence,
-        events,
-    }
-}
-
-/// The code and message a connect or send ended with.
-fn refusal<T>(result: anyhow::Result<T>) -> (Code, String) {
-    match result {
-        Ok(_) => panic!("expected a refusal"),
-        Err(e) => match status_of(&e) {
-            Some(s) => (s.code(), s.message().to_owned()),
-            None => panic!("expected a gRPC status, got {e:#}"),
-        },
-    }
 }
 
 fn identities(server: &Server, q: &str) -> Vec<String> {

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use logward_e2e::Server;
-use logward_e2e::grpc::{Connect, LoadClient, channel, status_of};
+use logward_e2e::grpc::{Connect, LoadClient, batch, channel, refusal};
 use logward_e2e::tls::collectors_toml;
 use logward_proto::{Ack, Batch, Event, Source};
 use tonic::Code;
@@ -33,24 +33,6 @@ fn events(tag: &str, n: usize, size: usize) -> Vec<Event> {
             }
         })
         .collect()
-}
-
-fn batch(collector_id: &str, sequence: u64, events: Vec<Event>) -> Batch {
-    Batch {
-        collector_id: collector_id.to_owned(),
-        sequence,
-        events,
-    }
-}
-
-fn refusal<T>(result: anyhow::Result<T>) -> (Code, String) {
-    match result {
-        Ok(_) => panic!("expected a refusal"),
-        Err(e) => match status_of(&e) {
-            Some(s) => (s.code(), s.message().to_owned()),
-            None => panic!("expected a gRPC status, got {e:#}"),
-        },
-    }
 }
 
 /// A zstd frame of RLE blocks that inflates to `size` zero bytes (a multiple of

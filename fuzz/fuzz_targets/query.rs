@@ -1,5 +1,5 @@
 //! Fuzzes the search request handling of the server (`server/src/query.rs`): the query
-//! string through `build_query` (nesting and size checks, tantivy's grammar, field and
+//! string through `CheckedQuery::parse` and `build_query` (nesting and size checks, tantivy's grammar, field and
 //! wildcard checks, tantivy's query parser) and then executed against a small in-memory
 //! index; the request parameters through `parse_search_params` and `parse_time`; cursors.
 //!
@@ -13,7 +13,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use logward_proto::{Event, Source};
-use logward_server::query::{Cursor, MAX_LIMIT, build_query, parse_search_params, parse_time};
+use logward_server::params::parse_search_params;
+use logward_server::query::{CheckedQuery, Cursor, MAX_LIMIT, QueryLimits, build_query, parse_time};
 use logward_server::schema::{EventMeta, EventSchema};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::QueryParser;
@@ -95,7 +96,9 @@ fuzz_target!(|data: &[u8]| {
     let f = fixture();
 
     for (start, end) in [(None, None), (Some(NOW), Some(NOW + 2_000_000_000))] {
-        if let Ok(query) = build_query(&f.parser, &f.schema, q, start, end) {
+        let built = CheckedQuery::parse(q, &QueryLimits::CEILING)
+            .and_then(|checked| build_query(&f.parser, &f.schema, &checked, start, end));
+        if let Ok(query) = built {
             let searcher = f.reader.searcher();
             let n = searcher
                 .search(&query, &Count)
@@ -124,7 +127,7 @@ fuzz_target!(|data: &[u8]| {
             (k.to_owned(), v.to_owned())
         })
         .collect();
-    if let Ok(p) = parse_search_params(&pairs, NOW) {
+    if let Ok(p) = parse_search_params(&pairs, NOW, &QueryLimits::CEILING) {
         assert!(p.limit <= MAX_LIMIT);
         if let (Some(s), Some(e)) = (p.start, p.end) {
             assert!(s < e, "start {s} not before end {e}");

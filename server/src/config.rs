@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::partition::RetentionPolicy;
+use crate::store::partition::RetentionPolicy;
 use crate::store::{MergeOptions, StoreOptions};
 
 /// The whole server configuration. Every key has a default, so an empty file is valid.
@@ -36,7 +36,7 @@ pub struct Config {
     /// Live detection settings.
     pub rules: RulesConfig,
     /// Extra extractors, run before the built-in ones.
-    pub extract: Vec<crate::extract::ExtractConfig>,
+    pub extract: Vec<crate::ingest::extract::ExtractConfig>,
     /// Alerting: alerts from detections, flood control, silences and notification
     /// channels (see docs/ALERTING.md). Absent, or without channels, alerting is off.
     pub alerting: Option<logward_alert::AlertingConfig>,

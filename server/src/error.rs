@@ -1,128 +1,122 @@
-//! The one place where errors become HTTP and gRPC statuses.
+//! The one table of error classes: every error that can reach a client names its class
+//! through a `status()` method, and this table alone turns a class into an HTTP status
+//! and a gRPC code. Imports nothing of the server's stages, so every stage may use it.
 
-use axum::Json;
-use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value};
+use axum::http::StatusCode;
+use tonic::Code;
 
-use crate::query::QueryError;
-use crate::search::SearchError;
-use crate::store::StoreError;
-
-/// An error answer of the HTTP API: a status and `{"error": "...", ...}`, with optional
-/// further fields (e.g. `limit` and `value` of a refused `[limits]` key) and headers
-/// (e.g. `WWW-Authenticate`, `Retry-After`).
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-    /// Further members of the JSON body, beside `error`.
-    pub fields: Map<String, Value>,
-    /// Extra response headers.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+/// What kind of failure an error is, as a client should see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The request is wrong: a bad parameter, query or batch. Not worth retrying as is.
+    BadRequest,
+    /// No credentials, or credentials that are not valid.
+    Unauthenticated,
+    /// Valid credentials without the role or identity needed.
+    Forbidden,
+    /// No such thing.
+    NotFound,
+    /// The request or message is larger than a `[limits]` key allows.
+    TooLarge,
+    /// Too many requests or streams at once; retry later.
+    TooMany,
+    /// The server's storage (disk or quota) is full; nothing was stored.
+    StorageFull,
+    /// Took longer than its time budget.
+    Timeout,
+    /// The server cannot serve now (shutting down, store failing); retry.
+    Unavailable,
+    /// A fault of the server itself.
+    Internal,
 }
 
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-            fields: Map::new(),
-            headers: Vec::new(),
-        }
+/// One row per class: the HTTP status and the gRPC code.
+const TABLE: &[(ErrorClass, StatusCode, Code)] = &[
+    (
+        ErrorClass::BadRequest,
+        StatusCode::BAD_REQUEST,
+        Code::InvalidArgument,
+    ),
+    (
+        ErrorClass::Unauthenticated,
+        StatusCode::UNAUTHORIZED,
+        Code::Unauthenticated,
+    ),
+    (
+        ErrorClass::Forbidden,
+        StatusCode::FORBIDDEN,
+        Code::PermissionDenied,
+    ),
+    (ErrorClass::NotFound, StatusCode::NOT_FOUND, Code::NotFound),
+    (
+        ErrorClass::TooLarge,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Code::ResourceExhausted,
+    ),
+    (
+        ErrorClass::TooMany,
+        StatusCode::TOO_MANY_REQUESTS,
+        Code::ResourceExhausted,
+    ),
+    (
+        ErrorClass::StorageFull,
+        StatusCode::INSUFFICIENT_STORAGE,
+        Code::ResourceExhausted,
+    ),
+    (
+        ErrorClass::Timeout,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded,
+    ),
+    (
+        ErrorClass::Unavailable,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unavailable,
+    ),
+    (
+        ErrorClass::Internal,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Code::Internal,
+    ),
+];
+
+impl ErrorClass {
+    fn row(self) -> (StatusCode, Code) {
+        TABLE.iter().find(|(class, _, _)| *class == self).map_or(
+            (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal),
+            |(_, h, g)| (*h, *g),
+        )
     }
 
-    /// Adds a member to the JSON body.
-    #[must_use]
-    pub fn with_field(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.fields.insert(key.to_owned(), value.into());
-        self
+    /// The HTTP status of this class.
+    pub fn http(self) -> StatusCode {
+        self.row().0
     }
 
-    /// Adds a response header.
-    #[must_use]
-    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
-        self
+    /// The gRPC code of this class.
+    pub fn grpc(self) -> Code {
+        self.row().1
     }
 
-    /// A refusal by the `[limits]` key `key` set to `value`: the body names both.
-    pub fn limit(status: StatusCode, key: &'static str, value: u64, message: String) -> Self {
-        ApiError::new(status, message)
-            .with_field("limit", key)
-            .with_field("value", value)
-    }
-
-    /// The JSON body.
-    pub fn body(&self) -> Value {
-        let mut body = Map::new();
-        body.insert("error".to_owned(), Value::String(self.message.clone()));
-        for (k, v) in &self.fields {
-            body.insert(k.clone(), v.clone());
-        }
-        Value::Object(body)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = self.body();
-        let mut response = (self.status, Json(body)).into_response();
-        for (name, value) in self.headers {
-            response.headers_mut().append(name, value);
-        }
-        response
-    }
-}
-
-impl From<QueryError> for ApiError {
-    fn from(e: QueryError) -> Self {
-        let limit = e.limit();
-        let error = ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
-        match limit {
-            Some((key, value)) => error
-                .with_field("limit", key)
-                .with_field("value", value as u64),
-            None => error,
-        }
-    }
-}
-
-impl From<SearchError> for ApiError {
-    fn from(e: SearchError) -> Self {
-        match e {
-            SearchError::Query(q) => q.into(),
-            SearchError::Store(s) => s.into(),
-            SearchError::Timeout(budget) => ApiError::limit(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "search_timeout_ms",
-                u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
-                SearchError::Timeout(budget).to_string(),
-            ),
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        }
+    /// A gRPC status of this class with `message`.
+    pub fn grpc_status(self, message: impl Into<String>) -> tonic::Status {
+        tonic::Status::new(self.grpc(), message)
     }
 }
 
-/// The gRPC status for a store failure. Nothing is acked in these cases, so the
-/// collector keeps the batch and retries.
-pub fn store_status(e: &StoreError) -> tonic::Status {
-    match e {
-        StoreError::Closed => tonic::Status::unavailable("server is shutting down; retry"),
-        StoreError::Commit {
-            message,
-            storage_full: true,
-        } => tonic::Status::resource_exhausted(format!(
-            "server storage full, batch not stored; resend later: {message}"
-        )),
-        other => tonic::Status::unavailable(format!("batch not stored: {other}")),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_class_has_one_row() {
+        for (class, _, _) in TABLE {
+            assert_eq!(
+                TABLE.iter().filter(|(c, _, _)| c == class).count(),
+                1,
+                "{class:?}"
+            );
+        }
+        assert_eq!(TABLE.len(), 10);
     }
 }

@@ -2,28 +2,29 @@
 //! and serves the search API. `run` takes its listeners and a shutdown future, so tests
 //! bind port 0 and stop it when they like.
 
-pub mod aggregate;
-pub mod alerting;
-pub mod api;
+mod api;
 pub mod cli;
+mod clock;
 pub mod config;
-pub mod detect;
-pub mod error;
-pub mod extract;
-pub mod http_limits;
-pub mod ingest;
+mod detect;
+mod error;
+mod ingest;
 pub mod limits;
-pub mod manifest;
-pub mod metrics;
-pub mod openapi;
-pub mod partition;
-pub mod query;
-pub mod schema;
-pub mod search;
+mod metrics;
+mod search;
 pub mod security;
-pub mod store;
-pub mod tail;
-mod writer;
+mod store;
+
+pub use clock::now_nanos;
+pub use config::Config;
+/// The pure extractors, for the fuzz targets and the pack tests.
+pub use ingest::extract;
+/// The request parameter parsers, for the fuzz targets.
+pub use api::params;
+/// The checked query and the query builder, for the fuzz targets.
+pub use search::query;
+/// The tantivy schema and its conversions, for the benchmark and the fuzz targets.
+pub use store::schema;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,8 +40,6 @@ use tracing::{info, warn};
 use security::incoming::{self, HttpListener, Surface};
 use security::ingest_auth::IngestAuth;
 use security::tls::TlsState;
-
-pub use config::Config;
 
 /// How long the embedded collector gets to deliver what it holds at shutdown.
 const COLLECTOR_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -138,7 +137,7 @@ pub async fn run(
     let (detection, alerts, detector) =
         detect::start(&store, config.detect_options(), detect_stop_rx).map_err(Error::Detect)?;
     let alerting = match config.alerting_enabled() {
-        Some(cfg) => Some(alerting::Alerting::start(
+        Some(cfg) => Some(detect::alerting::Alerting::start(
             cfg.clone(),
             &config.data_dir.join("alerting"),
             &store,

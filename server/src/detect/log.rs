@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::query::{QueryError, parse_time};
-
 /// Detections kept in memory for listing.
 pub const KEPT: usize = 10_000;
 /// Keys of recent detections remembered for deduplication.
@@ -200,77 +198,4 @@ pub struct ListParams {
     /// Detected before (Unix ns).
     pub until: Option<i64>,
     pub limit: usize,
-}
-
-const LEVELS: &[&str] = &["informational", "low", "medium", "high", "critical"];
-const EXPECTED: &str = "rule, level, since, until or limit";
-
-/// Parses the query parameters of `GET /api/v1/detections`.
-pub fn parse_list_params(
-    pairs: &[(String, String)],
-    now_nanos: i64,
-) -> Result<ListParams, QueryError> {
-    let mut p = ListParams {
-        rule: None,
-        level: Vec::new(),
-        since: None,
-        until: None,
-        limit: 100,
-    };
-    let mut seen: Vec<&str> = Vec::new();
-    for (k, v) in pairs {
-        if seen.contains(&k.as_str()) {
-            return Err(QueryError::Repeated(k.clone()));
-        }
-        seen.push(k);
-        let name: &'static str = match k.as_str() {
-            "rule" => "rule",
-            "level" => "level",
-            "since" => "since",
-            "until" => "until",
-            "limit" => "limit",
-            _ => {
-                return Err(QueryError::UnknownParameter {
-                    name: k.clone(),
-                    expected: EXPECTED,
-                });
-            }
-        };
-        let bad = |message: String| QueryError::BadParameter { name, message };
-        match name {
-            "rule" => p.rule = Some(v.clone()),
-            "level" => {
-                for l in v.split(',').map(str::trim).filter(|l| !l.is_empty()) {
-                    if !LEVELS.contains(&l) {
-                        return Err(bad(format!(
-                            "'{l}' is not a level; expected one of {}",
-                            LEVELS.join(", ")
-                        )));
-                    }
-                    p.level.push(l.to_owned());
-                }
-            }
-            "since" => p.since = Some(parse_time(v, now_nanos).map_err(bad)?),
-            "until" => p.until = Some(parse_time(v, now_nanos).map_err(bad)?),
-            "limit" => {
-                let n: usize = v
-                    .parse()
-                    .map_err(|_| bad(format!("'{v}' is not a count")))?;
-                if n == 0 || n > MAX_LIMIT {
-                    return Err(bad(format!("must be between 1 and {MAX_LIMIT}")));
-                }
-                p.limit = n;
-            }
-            _ => {}
-        }
-    }
-    if let (Some(s), Some(u)) = (p.since, p.until)
-        && s > u
-    {
-        return Err(QueryError::BadParameter {
-            name: "until",
-            message: "is before since".into(),
-        });
-    }
-    Ok(p)
 }

@@ -4,7 +4,8 @@
 //! the rules directory for changes. Detections are stored (`log.rs`) and handed to
 //! alerting through a bounded channel.
 
-pub mod log;
+pub(crate) mod alerting;
+pub(crate) mod log;
 pub mod rules;
 pub mod silence;
 
@@ -18,7 +19,7 @@ use logward_rules::{Detection, Engine, EventRef, EventView, FieldValues};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::schema::{event_id, format_nanos, source_name, stream_name};
+use crate::store::schema::{event_id, format_nanos, source_name, stream_name};
 use crate::store::{Store, TapBatch};
 use log::{DetectionLog, StoredDetection};
 use rules::{Loader, RulesStatus};
@@ -114,7 +115,7 @@ pub fn start(
 ) -> std::io::Result<(Arc<Shared>, mpsc::Receiver<StoredDetection>, DetectorThread)> {
     let log = DetectionLog::open(&options.data_dir.join("detections"))?;
     let mut loader = Loader::new(options.builtin, options.rules_dir.clone());
-    let now = crate::api::now_nanos();
+    let now = crate::clock::now_nanos();
     let (engine, status) = match loader.reload(now) {
         Ok(Some((e, s))) => (Some(e), s),
         Ok(None) => (None, RulesStatus::default()),
@@ -175,7 +176,7 @@ impl Detector {
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
                     _ = advance.tick() => {
-                        let now = crate::api::now_nanos();
+                        let now = crate::clock::now_nanos();
                         let mut fired = self.engine.as_mut().map(|e| e.advance(now)).unwrap_or_default();
                         if let Some(tracker) = self.silence.as_mut() {
                             for (host, last) in tracker.check(now) {
@@ -201,7 +202,7 @@ impl Detector {
     }
 
     fn reload(&mut self) {
-        match self.loader.reload(crate::api::now_nanos()) {
+        match self.loader.reload(crate::clock::now_nanos()) {
             Ok(None) => {}
             Ok(Some((engine, status))) => {
                 self.engine = Some(engine);
@@ -263,7 +264,7 @@ impl Detector {
                 )
             })
             .collect();
-        self.store(fired, &hosts, crate::api::now_nanos());
+        self.store(fired, &hosts, crate::clock::now_nanos());
     }
 
     fn store(&mut self, fired: Vec<Detection>, events: &[(String, i64, String)], now: i64) {

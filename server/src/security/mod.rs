@@ -4,7 +4,6 @@
 //! The configuration lives in `[security]` (see docs/SECURITY.md). Transport and
 //! authentication code builds on these types; they hold no I/O.
 
-pub mod api_auth;
 pub mod http_serve;
 pub mod incoming;
 pub mod ingest_auth;

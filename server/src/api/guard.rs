@@ -16,11 +16,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, timeout_at};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::error::ApiError;
+use crate::api::access::{ApiAuth, AuthFailure};
+use crate::api::error::ApiError;
 use crate::limits::LimitsConfig;
 use crate::metrics::Metrics;
 use crate::security::SecurityConfig;
-use crate::security::api_auth::{ApiAuth, AuthFailure};
 
 /// How long a search waits for a free `max_concurrent_searches` slot before its 429.
 pub const SEARCH_SLOT_WAIT: Duration = Duration::from_secs(1);

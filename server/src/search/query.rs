@@ -7,7 +7,9 @@ use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQue
 use tantivy::query_grammar::{UserInputAst, UserInputLeaf};
 use tantivy::{DateTime, Term};
 
-use crate::schema::{CONTAINER_FIELDS, EventSchema, QUERYABLE_FIELDS};
+pub use crate::clock::parse_time;
+use crate::error::ErrorClass;
+use crate::store::schema::{CONTAINER_FIELDS, EventSchema, QUERYABLE_FIELDS};
 
 /// The default and the largest page size.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -55,6 +57,11 @@ pub enum QueryError {
 }
 
 impl QueryError {
+    /// Every query error is the request's fault.
+    pub fn status(&self) -> ErrorClass {
+        ErrorClass::BadRequest
+    }
+
     /// The limit this error enforces, as (`[limits]` key, value), for the metrics and
     /// the error body. Nesting is a fixed limit, named `query_max_nesting`.
     pub fn limit(&self) -> Option<(&'static str, usize)> {
@@ -141,7 +148,7 @@ impl Cursor {
 /// A validated search request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchParams {
-    pub query: String,
+    pub query: CheckedQuery,
     /// Inclusive lower bound, Unix nanoseconds.
     pub start: Option<i64>,
     /// Exclusive upper bound, Unix nanoseconds.
@@ -155,244 +162,79 @@ pub struct SearchParams {
     pub highlight: bool,
 }
 
-/// Parameters of `GET /api/v1/search`.
-const SEARCH_PARAMS: &str = "q, start, end, limit, cursor, order, fields or highlight";
-
-/// Validates the raw query-string pairs of `GET /api/v1/search`.
-pub fn parse_search_params(
-    pairs: &[(String, String)],
-    now_nanos: i64,
-) -> Result<SearchParams, QueryError> {
-    let mut seen: Vec<&str> = Vec::new();
-    let mut p = SearchParams {
-        query: String::new(),
-        start: None,
-        end: None,
-        limit: DEFAULT_LIMIT,
-        cursor: None,
-        order: Order::Desc,
-        fields: None,
-        highlight: false,
-    };
-    let mut cursor_text = None;
-    for (name, value) in pairs {
-        if seen.contains(&name.as_str()) {
-            return Err(QueryError::Repeated(name.clone()));
-        }
-        seen.push(name);
-        match name.as_str() {
-            "q" => p.query = value.clone(),
-            "start" => p.start = Some(parse_time(value, now_nanos).map_err(|m| bad("start", m))?),
-            "end" => p.end = Some(parse_time(value, now_nanos).map_err(|m| bad("end", m))?),
-            "limit" => p.limit = parse_limit(value).map_err(|m| bad("limit", m))?,
-            "order" => {
-                p.order = match value.as_str() {
-                    "desc" => Order::Desc,
-                    "asc" => Order::Asc,
-                    _ => {
-                        return Err(bad(
-                            "order",
-                            format!("{value:?} is neither 'desc' nor 'asc'"),
-                        ));
-                    }
-                }
-            }
-            "cursor" => cursor_text = Some(value),
-            "fields" => p.fields = Some(parse_projection(value)?),
-            "highlight" => p.highlight = parse_bool("highlight", value)?,
-            other => {
-                return Err(QueryError::UnknownParameter {
-                    name: other.to_owned(),
-                    expected: SEARCH_PARAMS,
-                });
-            }
-        }
-    }
-    if let (Some(s), Some(e)) = (p.start, p.end)
-        && s >= e
-    {
-        return Err(bad("end", "must be later than start".to_owned()));
-    }
-    if let Some(text) = cursor_text {
-        let cursor = Cursor::decode(text).ok_or_else(|| {
-            bad(
-                "cursor",
-                format!("{text:?} is not a cursor returned by this API"),
-            )
-        })?;
-        if cursor.order != p.order {
-            return Err(bad(
-                "cursor",
-                "was made for the other sort order".to_owned(),
-            ));
-        }
-        p.cursor = Some(cursor);
-    }
-    Ok(p)
-}
-
-fn bad(name: &'static str, message: String) -> QueryError {
-    QueryError::BadParameter { name, message }
-}
-
-fn parse_limit(value: &str) -> Result<usize, String> {
-    let n: u64 = value
-        .parse()
-        .map_err(|_| format!("{value:?} is not a whole number from 0 to {ABSURD_LIMIT}"))?;
-    if n > ABSURD_LIMIT {
-        return Err(format!(
-            "{value} is absurd; pages hold at most {MAX_LIMIT} hits (larger limits up to {ABSURD_LIMIT} are clamped)"
-        ));
-    }
-    Ok(usize::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT))
-}
-
-fn parse_bool(name: &'static str, value: &str) -> Result<bool, QueryError> {
-    match value {
-        "true" | "1" | "" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => Err(bad(name, format!("{value:?} is neither true nor false"))),
-    }
-}
-
-/// Parses `fields=a,b,container.name`: every name must be a field of the event.
-fn parse_projection(value: &str) -> Result<Vec<String>, QueryError> {
-    let names: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if names.is_empty() {
-        return Err(bad("fields", "names no field".to_owned()));
-    }
-    if names.len() > 64 {
-        return Err(bad("fields", "names more than 64 fields".to_owned()));
-    }
-    for name in &names {
-        if !is_known_field(name) {
-            return Err(unknown_field(name));
-        }
-    }
-    Ok(names)
-}
-
-/// Parameters other than q, start and end, as (name, value).
-pub type OtherParams<'a> = Vec<(&'a str, &'a str)>;
-
 /// The query and time range that count, aggregate and tail share.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RangeParams {
-    pub query: String,
+    pub query: CheckedQuery,
     pub start: Option<i64>,
     pub end: Option<i64>,
 }
 
-/// Splits raw pairs into known parameters, refusing unknown and repeated ones, and
-/// reads `q`, `start` and `end` (when `allowed` has them).
-pub fn parse_common<'a>(
-    pairs: &'a [(String, String)],
-    allowed: &[&str],
-    expected: &'static str,
-    now_nanos: i64,
-) -> Result<(RangeParams, OtherParams<'a>), QueryError> {
-    let mut seen: Vec<&str> = Vec::new();
-    let mut range = RangeParams::default();
-    let mut rest = Vec::new();
-    for (name, value) in pairs {
-        if seen.contains(&name.as_str()) {
-            return Err(QueryError::Repeated(name.clone()));
-        }
-        seen.push(name);
-        if !allowed.contains(&name.as_str()) {
-            return Err(QueryError::UnknownParameter {
-                name: name.clone(),
-                expected,
-            });
-        }
-        match name.as_str() {
-            "q" => range.query = value.clone(),
-            "start" => {
-                range.start = Some(parse_time(value, now_nanos).map_err(|m| bad("start", m))?);
-            }
-            "end" => range.end = Some(parse_time(value, now_nanos).map_err(|m| bad("end", m))?),
-            other => rest.push((other, value.as_str())),
-        }
-    }
-    if let (Some(s), Some(e)) = (range.start, range.end)
-        && s >= e
-    {
-        return Err(bad("end", "must be later than start".to_owned()));
-    }
-    Ok((range, rest))
+/// A query string that passed the one parse that checks it: nesting first (a linear
+/// scan, so that the recursive parser never sees a deep query), then length, syntax,
+/// field names, wildcard breadth and the number of clauses, against the configured
+/// [`QueryLimits`]. Only a `CheckedQuery` can be turned into a tantivy query, so the
+/// limits hold by construction. Pure.
+#[derive(Debug, Clone)]
+pub struct CheckedQuery {
+    text: String,
+    /// The syntax tree; `None` for the match-all query.
+    ast: Option<UserInputAst>,
 }
 
-/// Parses a time: RFC 3339, Unix milliseconds, `now`, or `now-15m` / `now+1h`
-/// (units ms, s, m, h, d, w). Returns Unix nanoseconds.
-pub fn parse_time(value: &str, now_nanos: i64) -> Result<i64, String> {
-    let v = value.trim();
-    if let Some(rest) = v.strip_prefix("now") {
-        if rest.is_empty() {
-            return Ok(now_nanos);
+impl CheckedQuery {
+    /// Parses and checks `q` against `limits`.
+    pub fn parse(q: &str, limits: &QueryLimits) -> Result<Self, QueryError> {
+        let ast = parse_checked(q, limits)?;
+        Ok(CheckedQuery {
+            text: q.to_owned(),
+            ast,
+        })
+    }
+
+    /// The query that matches every event.
+    pub fn all() -> Self {
+        CheckedQuery {
+            text: String::new(),
+            ast: None,
         }
-        let (sign, amount) = match rest.as_bytes()[0] {
-            b'-' => (-1_i64, &rest[1..]),
-            b'+' => (1_i64, &rest[1..]),
-            _ => {
-                return Err(format!(
-                    "{value:?}: expected now, now-<n><unit> or now+<n><unit>"
-                ));
-            }
-        };
-        let split = amount
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(amount.len());
-        let (digits, unit) = amount.split_at(split);
-        let n: i64 = digits
-            .parse()
-            .map_err(|_| format!("{value:?}: missing a number after now{}", &rest[..1]))?;
-        let unit_nanos: i64 = match unit {
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60 * 1_000_000_000,
-            "h" => 3_600 * 1_000_000_000,
-            "d" => 86_400 * 1_000_000_000,
-            "w" => 7 * 86_400 * 1_000_000_000,
-            _ => {
-                return Err(format!(
-                    "{value:?}: unknown unit {unit:?}; use ms, s, m, h, d or w"
-                ));
-            }
-        };
-        return n
-            .checked_mul(unit_nanos)
-            .and_then(|d| now_nanos.checked_add(sign * d))
-            .ok_or_else(|| format!("{value:?} is out of range"));
     }
-    if !v.is_empty()
-        && v.bytes()
-            .enumerate()
-            .all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'-'))
-    {
-        let ms: i64 = v
-            .parse()
-            .map_err(|_| format!("{value:?} is out of range"))?;
-        return ms
-            .checked_mul(1_000_000)
-            .ok_or_else(|| format!("{value:?} is out of range"));
+
+    /// The query as the user wrote it.
+    pub fn text(&self) -> &str {
+        &self.text
     }
-    let t = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| {
-            format!("{value:?} is neither RFC 3339, Unix milliseconds nor now-<n><unit>: {e}")
-        })?;
-    i64::try_from(t.unix_timestamp_nanos()).map_err(|_| format!("{value:?} is out of range"))
+
+    /// True for the match-all query (empty or `*`).
+    pub fn is_all(&self) -> bool {
+        self.ast.is_none()
+    }
 }
 
-/// Checks a query string against `limits` before anything expensive: nesting first
-/// (a linear scan, so that the recursive parser never sees a deep query), then length,
-/// syntax, field names, wildcard breadth and the number of clauses. Pure.
-pub fn check_query(q: &str, limits: &QueryLimits) -> Result<(), QueryError> {
-    parse_checked(q, limits).map(|_| ())
+impl PartialEq for CheckedQuery {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for CheckedQuery {}
+
+impl Default for CheckedQuery {
+    fn default() -> Self {
+        CheckedQuery::all()
+    }
+}
+
+/// Tests write expected requests with plain strings; outside tests a query is only
+/// ever made by [`CheckedQuery::parse`].
+#[cfg(test)]
+impl From<&str> for CheckedQuery {
+    fn from(q: &str) -> Self {
+        CheckedQuery::parse(q, &QueryLimits::CEILING).unwrap_or_else(|_| CheckedQuery {
+            text: q.to_owned(),
+            ast: None,
+        })
+    }
 }
 
 /// The checked syntax tree of a query; `None` for the match-all query.
@@ -421,25 +263,21 @@ fn parse_checked(q: &str, limits: &QueryLimits) -> Result<Option<UserInputAst>, 
     Ok(Some(ast))
 }
 
-/// Builds the tantivy query for a query string and an optional time range.
-/// Field names are checked against the event schema first, so an unknown field is
-/// named in the error instead of silently matching nothing. Applies
-/// [`QueryLimits::CEILING`]; the API checks the configured limits first.
+/// Builds the tantivy query for a checked query and an optional time range, from the
+/// syntax tree of the one parse. Field names are checked against the event schema, so
+/// an unknown field is named in the error instead of silently matching nothing.
 pub fn build_query(
     parser: &QueryParser,
     schema: &EventSchema,
-    q: &str,
+    q: &CheckedQuery,
     start: Option<i64>,
     end: Option<i64>,
 ) -> Result<Box<dyn Query>, QueryError> {
-    let user: Box<dyn Query> = match parse_checked(q, &QueryLimits::CEILING)? {
+    let user: Box<dyn Query> = match &q.ast {
         None => Box::new(AllQuery),
-        Some(_) => {
-            let trimmed = q.trim();
-            parser
-                .parse_query(trimmed)
-                .map_err(|e| map_parser_error(trimmed, &e))?
-        }
+        Some(ast) => parser
+            .build_query_from_user_input_ast(ast.clone())
+            .map_err(|e| map_parser_error(q.text.trim(), &e))?,
     };
     if start.is_none() && end.is_none() {
         return Ok(user);

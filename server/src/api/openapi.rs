@@ -143,7 +143,7 @@ fn error_ref(description: &str, example: Value) -> Value {
 /// the access table) and the answers of the guard: 401/403, 413 for request bodies,
 /// 429 for the slot-bound routes.
 fn security(doc: &mut Value) {
-    use crate::security::api_auth::{Access, required, role_name};
+    use crate::api::access::{Access, required, role_name};
     doc["components"]["securitySchemes"] = json!({"bearer": {"type": "http", "scheme": "bearer",
         "description": "An API token of `[[security.api_tokens]]` (role reader or admin). Without configured tokens the API is open."}});
     doc["security"] = json!([{"bearer": []}]);

@@ -246,7 +246,7 @@ impl When {
     pub fn holds(&self, ev: &WireEvent) -> bool {
         if let Some(src) = &self.source {
             let name = match Source::try_from(ev.source) {
-                Ok(s) => crate::schema::source_name(s),
+                Ok(s) => crate::store::schema::source_name(s),
                 Err(_) => "",
             };
             if name != src {

@@ -2,6 +2,11 @@
 //! count, one page sorted by timestamp with a stable tie-break and its cursor, field
 //! projection and highlighted snippets. Every search runs against a time budget.
 
+pub(crate) mod aggregate;
+pub(crate) mod fields;
+pub mod query;
+pub(crate) mod tail;
+
 use std::cell::Cell;
 use std::cmp::Reverse;
 use std::ops::Bound;
@@ -16,7 +21,8 @@ use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{DateTime, DocAddress, DocId, Searcher, SegmentReader, TantivyDocument, Term};
 
-use crate::query::{Cursor, Order, QueryError, RangeParams, SearchParams, build_query};
+use crate::error::ErrorClass;
+use crate::search::query::{Cursor, Order, QueryError, RangeParams, SearchParams, build_query};
 use crate::store::{Store, StoreError};
 
 /// Longest snippet of `message`, in characters.
@@ -44,6 +50,17 @@ pub enum SearchError {
         "the query ran past its time budget of {0:?}; narrow the time range or make the query more selective"
     )]
     Timeout(Duration),
+}
+
+impl SearchError {
+    /// The class a client sees.
+    pub fn status(&self) -> ErrorClass {
+        match self {
+            SearchError::Query(q) => q.status(),
+            SearchError::Store(s) => s.status(),
+            SearchError::Timeout(_) => ErrorClass::Timeout,
+        }
+    }
 }
 
 impl From<tantivy::TantivyError> for SearchError {
@@ -369,10 +386,11 @@ mod tests {
     use logward_proto::Event as WireEvent;
 
     use super::*;
+    use crate::api::params::parse_search_params;
     use crate::metrics::Metrics;
-    use crate::partition::DAY_NANOS;
-    use crate::query::{DEFAULT_LIMIT, parse_search_params};
+    use crate::search::query::{CheckedQuery, DEFAULT_LIMIT, QueryLimits};
     use crate::store::StoreOptions;
+    use crate::store::partition::DAY_NANOS;
 
     fn options() -> StoreOptions {
         StoreOptions::for_tests()
@@ -406,7 +424,7 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
-        parse_search_params(&owned, 0).expect("valid params")
+        parse_search_params(&owned, 0, &QueryLimits::CEILING).expect("valid params")
     }
 
     /// Pages through every hit and checks order, totals and that no event repeats.
@@ -598,7 +616,17 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(" OR "),
         ] {
-            match search(&store, &params(&[("q", q)]), &deadline()) {
+            // The one parse checks the query; what passes it goes to the store.
+            let searched = CheckedQuery::parse(q, &QueryLimits::CEILING)
+                .map_err(SearchError::from)
+                .and_then(|query| {
+                    let p = SearchParams {
+                        query,
+                        ..params(&[])
+                    };
+                    search(&store, &p, &deadline())
+                });
+            match searched {
                 Ok(_) | Err(SearchError::Query(_)) => {}
                 Err(e) => panic!("{q:?} became a server error: {e}"),
             }

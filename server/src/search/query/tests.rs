@@ -1,127 +1,7 @@
-//! Tables of request parameters and query strings with what each must give.
+//! Tables of query strings, times and cursors with what each must give.
 use super::*;
 
 const NOW: i64 = 1_700_000_000_000_000_000;
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-/// One helper for the whole table: the parsed params, or the error text.
-fn check(input: &[(&str, &str)], expected: &Result<SearchParams, &str>) {
-    let got = parse_search_params(&pairs(input), NOW).map_err(|e| e.to_string());
-    match (&got, expected) {
-        (Ok(g), Ok(e)) => assert_eq!(g, e, "input {input:?}"),
-        (Err(g), Err(e)) => assert!(g.contains(e), "input {input:?}: error {g:?} lacks {e:?}"),
-        _ => panic!("input {input:?}: got {got:?}, expected {expected:?}"),
-    }
-}
-
-fn params() -> SearchParams {
-    SearchParams {
-        query: String::new(),
-        start: None,
-        end: None,
-        limit: 100,
-        cursor: None,
-        order: Order::Desc,
-        fields: None,
-        highlight: false,
-    }
-}
-
-#[test]
-fn search_parameters() {
-    check(&[], &Ok(params()));
-    check(
-        &[("q", "error"), ("limit", "5"), ("order", "asc")],
-        &Ok(SearchParams {
-            query: "error".into(),
-            limit: 5,
-            order: Order::Asc,
-            ..params()
-        }),
-    );
-    check(
-        &[("limit", "99999999")],
-        &Ok(SearchParams {
-            limit: MAX_LIMIT,
-            ..params()
-        }),
-    );
-    check(
-        &[("limit", "0")],
-        &Ok(SearchParams {
-            limit: 0,
-            ..params()
-        }),
-    );
-    check(&[("limit", "-1")], &Err("parameter 'limit'"));
-    check(&[("limit", "ten")], &Err("not a whole number"));
-    check(
-        &[("limit", "99999999999999999999999")],
-        &Err("not a whole number"),
-    );
-    check(&[("limit", "2000000000")], &Err("absurd"));
-    check(&[("fields", "id,colour")], &Err("unknown field 'colour'"));
-    check(&[("fields", ",")], &Err("names no field"));
-    check(&[("highlight", "maybe")], &Err("neither true nor false"));
-    check(
-        &[
-            ("fields", "id, container.labels.a.b"),
-            ("highlight", "true"),
-        ],
-        &Ok(SearchParams {
-            fields: Some(vec!["id".into(), "container.labels.a.b".into()]),
-            highlight: true,
-            ..params()
-        }),
-    );
-    check(&[("order", "up")], &Err("neither 'desc' nor 'asc'"));
-    check(&[("start", "yesterday")], &Err("parameter 'start'"));
-    check(
-        &[("start", "now-1h")],
-        &Ok(SearchParams {
-            start: Some(NOW - 3_600_000_000_000),
-            ..params()
-        }),
-    );
-    check(
-        &[("end", "1700000000000")],
-        &Ok(SearchParams {
-            end: Some(NOW),
-            ..params()
-        }),
-    );
-    check(
-        &[("start", "2023-11-14T22:13:20Z")],
-        &Ok(SearchParams {
-            start: Some(NOW),
-            ..params()
-        }),
-    );
-    check(
-        &[("start", "now"), ("end", "now-1m")],
-        &Err("later than start"),
-    );
-    check(&[("colour", "red")], &Err("unknown parameter 'colour'"));
-    check(&[("q", "a"), ("q", "b")], &Err("more than once"));
-    check(&[("cursor", "zzz")], &Err("parameter 'cursor'"));
-    check(&[("cursor", "a5.ff")], &Err("other sort order"));
-    check(
-        &[("cursor", "d5.ff")],
-        &Ok(SearchParams {
-            cursor: Some(Cursor {
-                order: Order::Desc,
-                timestamp_nanos: 5,
-                uid: 255,
-            }),
-            ..params()
-        }),
-    );
-}
 
 #[test]
 fn relative_and_absolute_times() {
@@ -163,8 +43,8 @@ fn query_error(q: &str, limits: &QueryLimits) -> Option<String> {
         tantivy::tokenizer::TokenizerManager::default(),
     );
     parser.set_conjunction_by_default();
-    check_query(q, limits)
-        .and_then(|()| build_query(&parser, &schema, q, None, None).map(|_| ()))
+    CheckedQuery::parse(q, limits)
+        .and_then(|checked| build_query(&parser, &schema, &checked, None, None).map(|_| ()))
         .err()
         .map(|e| e.to_string())
 }
@@ -255,9 +135,9 @@ fn query_limits_are_the_configured_ones() {
     );
     check_q(&"a".repeat(16), &small, "");
     check_q(&"x ".repeat(2100), &d, "limits.query_max_bytes is 4096");
-    let err = check_query(&"a".repeat(17), &small).expect_err("too long");
+    let err = CheckedQuery::parse(&"a".repeat(17), &small).expect_err("too long");
     assert_eq!(err.limit(), Some(("query_max_bytes", 16)));
-    let err = check_query("a b c", &small).expect_err("too many");
+    let err = CheckedQuery::parse("a b c", &small).expect_err("too many");
     assert_eq!(err.limit(), Some(("query_max_clauses", 3)));
 }
 
@@ -283,7 +163,7 @@ fn nesting_is_bounded_however_the_query_is_quoted() {
         &d,
         "Only excluding terms",
     );
-    let err = check_query(&deep(17), &d).expect_err("deep");
+    let err = CheckedQuery::parse(&deep(17), &d).expect_err("deep");
     assert_eq!(err.limit(), Some(("query_max_nesting", MAX_NESTING)));
 }
 

@@ -14,8 +14,16 @@
 //! tail uses it; the rules engine will. A slow subscriber lags and is told how much it
 //! missed; it never slows ingest.
 
+mod error;
+pub(crate) mod manifest;
+pub(crate) mod partition;
+pub mod schema;
+mod writer;
+
+pub use error::{Cause, StoreError};
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -27,41 +35,14 @@ use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use crate::manifest::{Manifest, ManifestError};
 use crate::metrics::Metrics;
-use crate::partition::{RetentionPolicy, day_name, overlaps};
-use crate::schema::EventSchema;
-use crate::writer::{Command, WriterState};
+use crate::store::manifest::Manifest;
+use crate::store::partition::{RetentionPolicy, day_name, overlaps};
+use crate::store::schema::EventSchema;
+use crate::store::writer::{Command, WriterState};
 
 /// Batches the tap holds for a slow subscriber before it lags.
 const TAP_CAPACITY: usize = 4096;
-
-/// Errors of the store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot create data directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot open the index in {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: tantivy::TantivyError,
-    },
-    #[error(transparent)]
-    Manifest(#[from] ManifestError),
-    #[error("commit failed, batch not stored: {message}")]
-    Commit {
-        message: String,
-        /// The disk (or a quota) is full.
-        storage_full: bool,
-    },
-    #[error("the store is shutting down")]
-    Closed,
-    #[error("search failed: {0}")]
-    Search(#[from] tantivy::TantivyError),
-}
 
 /// How merges are picked: tantivy's log merge policy, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,7 +190,7 @@ impl Store {
         })?;
         for entry in entries.filter_map(Result::ok) {
             let name = entry.file_name();
-            if let Some(day) = name.to_str().and_then(crate::partition::parse_day_name) {
+            if let Some(day) = name.to_str().and_then(partition::parse_day_name) {
                 parts.insert(day, open_partition(&dir, day, &schema)?);
             }
         }
@@ -247,7 +228,7 @@ impl Store {
             .spawn(move || state.run(rx))
             .map_err(|e| StoreError::Commit {
                 message: format!("cannot start writer thread: {e}"),
-                storage_full: false,
+                cause: Cause::of_io(&e),
             })?;
         Ok((
             Store {
@@ -297,16 +278,6 @@ impl Store {
                 collector_id,
                 reply,
             })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)
-    }
-
-    /// Runs retention now (it also runs on its schedule); returns the days deleted.
-    pub async fn apply_retention(&self) -> Result<Vec<i64>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Retention { reply: Some(reply) })
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)

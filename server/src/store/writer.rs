@@ -18,10 +18,11 @@ use tantivy::{IndexWriter, Term};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::manifest::Manifest;
 use crate::metrics::Metrics;
-use crate::partition::{day_of, dir_bytes, expired};
-use crate::schema::{EventMeta, EventSchema, event_id, event_timestamp, event_uid};
+use crate::store::error::{Cause, Failure};
+use crate::store::manifest::Manifest;
+use crate::store::partition::{day_of, dir_bytes, expired};
+use crate::store::schema::{EventMeta, EventSchema, event_id, event_timestamp, event_uid};
 use crate::store::{AckInfo, Partitions, StoreError, StoreOptions, TapBatch, open_partition};
 
 /// What the store handle asks of the writer.
@@ -59,7 +60,7 @@ pub(crate) struct WriterState {
     pending: Vec<(Reply, AckInfo)>,
     pending_docs: usize,
     /// Set after a failure until documents of unacked generations are gone.
-    needs_reconcile: Option<String>,
+    needs_reconcile: Option<Failure>,
     last_received_at: i64,
     options: StoreOptions,
     metrics: Arc<Metrics>,
@@ -104,10 +105,10 @@ impl WriterState {
     /// Drops what a crash left above the manifest; a failure leaves the store unhealthy
     /// and is retried before the next batch.
     pub(crate) fn reconcile_at_open(&mut self) {
-        if let Err(message) = self.reconcile() {
-            error!(error = %message, "cannot drop uncommitted documents at start; retrying before the next batch");
-            self.metrics.set_store_error(Some(message.clone()));
-            self.needs_reconcile = Some(message);
+        if let Err(failure) = self.reconcile() {
+            error!(error = %failure.message, "cannot drop uncommitted documents at start; retrying before the next batch");
+            self.metrics.set_store_error(Some(failure.message.clone()));
+            self.needs_reconcile = Some(failure);
         }
         self.update_gauges();
     }
@@ -198,8 +199,8 @@ impl WriterState {
         reply: Reply,
     ) {
         if self.needs_reconcile.is_some() {
-            if let Err(message) = self.reconcile() {
-                let _ = reply.send(Err(commit_error(message)));
+            if let Err(failure) = self.reconcile() {
+                let _ = reply.send(Err(failure.to_error()));
                 return;
             }
             self.needs_reconcile = None;
@@ -226,7 +227,7 @@ impl WriterState {
             }
             return;
         }
-        let received_at = crate::api::now_nanos().max(self.last_received_at + 1);
+        let received_at = crate::clock::now_nanos().max(self.last_received_at + 1);
         self.last_received_at = received_at;
         let generation = self.manifest.generation + 1;
         self.pending_docs += events.len();
@@ -247,11 +248,12 @@ impl WriterState {
             };
             let doc = self.schema.document(event, &meta);
             let day = day_of(event_timestamp(event, received_at));
-            let added = self
-                .writer(day)
-                .and_then(|w| w.add_document(doc).map_err(|e| e.to_string()));
-            if let Err(message) = added {
-                self.fail(&format!("indexing failed: {message}"));
+            let added = self.writer(day).and_then(|w| {
+                w.add_document(doc)
+                    .map_err(|e| Failure::tantivy("indexing failed", &e))
+            });
+            if let Err(failure) = added {
+                self.fail(&failure);
                 return;
             }
             self.dirty.insert(day);
@@ -267,14 +269,14 @@ impl WriterState {
     }
 
     /// The writer of a day's partition, opening the partition and the writer if needed.
-    fn writer(&mut self, day: i64) -> Result<&mut IndexWriter, String> {
+    fn writer(&mut self, day: i64) -> Result<&mut IndexWriter, Failure> {
         if !self.writers.contains_key(&day) {
             let existing = self.read_partitions().get(&day).cloned();
             let part = match existing {
                 Some(p) => p,
                 None => {
-                    let p =
-                        open_partition(&self.dir, day, &self.schema).map_err(|e| e.to_string())?;
+                    let p = open_partition(&self.dir, day, &self.schema)
+                        .map_err(|e| Failure::store("indexing failed", &e))?;
                     self.write_partitions().insert(day, p.clone());
                     self.update_gauges();
                     p
@@ -286,7 +288,7 @@ impl WriterState {
                     self.options.indexing_threads,
                     self.options.writer_heap_bytes,
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Failure::tantivy("indexing failed: cannot open a writer", &e))?;
             let merge = self.options.merge;
             if merge.min_segments == 0 {
                 writer.set_merge_policy(Box::new(NoMergePolicy));
@@ -300,7 +302,7 @@ impl WriterState {
         }
         self.writers
             .get_mut(&day)
-            .ok_or_else(|| "writer vanished".to_owned())
+            .ok_or_else(|| Failure::other("internal: writer vanished"))
     }
 
     fn read_partitions(
@@ -332,7 +334,7 @@ impl WriterState {
         let dirty: Vec<i64> = self.dirty.iter().copied().collect();
         for day in &dirty {
             let Some(writer) = self.writers.get_mut(day) else {
-                self.fail("internal: a dirty partition has no writer");
+                self.fail(&Failure::other("internal: a dirty partition has no writer"));
                 return;
             };
             let committed = writer.prepare_commit().and_then(|mut prepared| {
@@ -340,9 +342,12 @@ impl WriterState {
                 prepared.commit()
             });
             if let Err(error) = committed {
-                self.fail(&format!(
-                    "commit of partition {} failed: {error}",
-                    crate::partition::day_name(*day)
+                self.fail(&Failure::tantivy(
+                    &format!(
+                        "commit of partition {} failed",
+                        crate::store::partition::day_name(*day)
+                    ),
+                    &error,
                 ));
                 return;
             }
@@ -353,7 +358,7 @@ impl WriterState {
             collectors: self.pending_hw.clone(),
         };
         if let Err(error) = next.store(&self.dir) {
-            self.fail(&error.to_string());
+            self.fail(&Failure::store("", &StoreError::Manifest(error)));
             return;
         }
         self.manifest = next;
@@ -403,8 +408,9 @@ impl WriterState {
     /// Drops everything since the last commit, answers each pending batch with the error
     /// (nothing of it is acked, so collectors resend it) and removes what a partial
     /// commit left behind.
-    fn fail(&mut self, message: &str) {
-        let storage_full = is_storage_full(message);
+    fn fail(&mut self, failure: &Failure) {
+        let message = failure.message.as_str();
+        let storage_full = failure.cause == Cause::StorageFull;
         error!(error = %message, docs = self.pending_docs, storage_full, "store failure, pending batches not acked");
         self.metrics.commit_failures.inc();
         self.metrics.set_store_error(Some(message.to_owned()));
@@ -414,17 +420,17 @@ impl WriterState {
         self.pending_hw = self.manifest.collectors.clone();
         self.pending_docs = 0;
         for (reply, _) in std::mem::take(&mut self.pending) {
-            let _ = reply.send(Err(commit_error(message.to_owned())));
+            let _ = reply.send(Err(failure.to_error()));
         }
         self.committed_tx.send_replace(self.last_received_at);
         if let Err(again) = self.reconcile() {
-            warn!(error = %again, "cleanup after the failure failed; retrying before the next batch");
+            warn!(error = %again.message, "cleanup after the failure failed; retrying before the next batch");
             self.needs_reconcile = Some(again);
         }
     }
 
     /// Deletes, in every partition, the documents of generations above the manifest's.
-    fn reconcile(&mut self) -> Result<(), String> {
+    fn reconcile(&mut self) -> Result<(), Failure> {
         let durable = self.manifest.generation;
         let gen_field = self.schema.generation;
         let above = move || {
@@ -436,29 +442,29 @@ impl WriterState {
         let parts: Vec<crate::store::Partition> =
             self.read_partitions().values().cloned().collect();
         for part in parts {
-            part.reader.reload().map_err(|e| e.to_string())?;
+            let cleanup =
+                |e: tantivy::TantivyError| Failure::tantivy("cannot drop unacked documents", &e);
+            part.reader.reload().map_err(cleanup)?;
             let stale = part
                 .reader
                 .searcher()
                 .search(&above(), &Count)
-                .map_err(|e| e.to_string())?;
+                .map_err(cleanup)?;
             if stale == 0 {
                 continue;
             }
             let writer = self.writer(part.day)?;
-            writer
-                .delete_query(Box::new(above()))
-                .map_err(|e| e.to_string())?;
+            writer.delete_query(Box::new(above())).map_err(cleanup)?;
             let committed = writer.prepare_commit().and_then(|mut prepared| {
                 prepared.set_payload(&format!("{{\"generation\":{durable}}}"));
                 prepared.commit()
             });
             if let Err(error) = committed {
                 self.writers.remove(&part.day);
-                return Err(format!("cannot drop unacked documents: {error}"));
+                return Err(cleanup(error));
             }
-            part.reader.reload().map_err(|e| e.to_string())?;
-            info!(partition = %crate::partition::day_name(part.day), docs = stale, generation = durable, "dropped documents of an unacked commit");
+            part.reader.reload().map_err(cleanup)?;
+            info!(partition = %crate::store::partition::day_name(part.day), docs = stale, generation = durable, "dropped documents of an unacked commit");
         }
         Ok(())
     }
@@ -476,11 +482,11 @@ impl WriterState {
             .map(|&day| {
                 (
                     day,
-                    dir_bytes(&self.dir.join(crate::partition::day_name(day))),
+                    dir_bytes(&self.dir.join(crate::store::partition::day_name(day))),
                 )
             })
             .collect();
-        let today = day_of(crate::api::now_nanos());
+        let today = day_of(crate::clock::now_nanos());
         let mut deleted = Vec::new();
         for day in expired(&sizes, today, policy) {
             if self.dirty.contains(&day) {
@@ -488,10 +494,10 @@ impl WriterState {
             }
             self.writers.remove(&day);
             self.write_partitions().remove(&day);
-            let path = self.dir.join(crate::partition::day_name(day));
+            let path = self.dir.join(crate::store::partition::day_name(day));
             match std::fs::remove_dir_all(&path) {
                 Ok(()) => {
-                    info!(partition = %crate::partition::day_name(day), "retention deleted a partition");
+                    info!(partition = %crate::store::partition::day_name(day), "retention deleted a partition");
                     self.metrics.partitions_deleted.inc();
                     deleted.push(day);
                 }
@@ -509,19 +515,5 @@ impl WriterState {
         self.metrics
             .partitions
             .set(i64::try_from(n).unwrap_or(i64::MAX));
-    }
-}
-
-fn is_storage_full(message: &str) -> bool {
-    message.contains("No space left")
-        || message.contains("os error 28")
-        || message.contains("quota exceeded")
-        || message.contains("os error 122")
-}
-
-fn commit_error(message: String) -> StoreError {
-    StoreError::Commit {
-        storage_full: is_storage_full(&message),
-        message,
     }
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::*;
 
-const FIXTURES: &str = include_str!("../../tests/fixtures/extract.jsonl");
+const FIXTURES: &str = include_str!("../../../tests/fixtures/extract.jsonl");
 
 /// Builds the event of a fixture line: `source`, `msg`, and optional `id`
 /// (SYSLOG_IDENTIFIER), `unit`, `transport`, `image`.

@@ -13,11 +13,11 @@ use tantivy::aggregation::{
 };
 use tantivy::tokenizer::TokenizerManager;
 
-use crate::partition::DAY_NANOS;
-use crate::query::{QueryError, RangeParams, build_query, parse_common};
-use crate::schema::{CONTAINER_FIELDS, format_nanos};
+use crate::search::query::{QueryError, RangeParams, build_query};
 use crate::search::{Deadline, SearchError};
 use crate::store::Store;
+use crate::store::partition::DAY_NANOS;
+use crate::store::schema::{CONTAINER_FIELDS, format_nanos};
 
 /// Largest `size` of a terms aggregation.
 pub const MAX_TERMS: usize = 1_000;
@@ -43,8 +43,6 @@ const NICE_INTERVALS: &[(&str, i64)] = &[
     ("30d", 30 * DAY_NANOS),
     ("365d", 365 * DAY_NANOS),
 ];
-
-const AGG_PARAMS: &str = "q, start, end, type, field, size or interval";
 
 /// What to aggregate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,90 +103,6 @@ pub fn is_aggregatable(field: &str) -> bool {
             || sub.strip_prefix("labels.").is_some_and(|l| !l.is_empty());
     }
     field.strip_prefix("fields.").is_some_and(|f| !f.is_empty())
-}
-
-/// Validates the raw query-string pairs of `GET /api/v1/aggregate`.
-pub fn parse_aggregate_params(
-    pairs: &[(String, String)],
-    now_nanos: i64,
-) -> Result<AggregateParams, QueryError> {
-    let allowed = ["q", "start", "end", "type", "field", "size", "interval"];
-    let (range, rest) = parse_common(pairs, &allowed, AGG_PARAMS, now_nanos)?;
-    let get = |name: &str| rest.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
-    let bad = |name: &'static str, message: String| QueryError::BadParameter { name, message };
-    let kind = match get("type").unwrap_or("terms") {
-        "terms" => {
-            if get("interval").is_some() {
-                return Err(bad(
-                    "interval",
-                    "applies to type=date_histogram only".into(),
-                ));
-            }
-            let field = get("field").ok_or_else(|| bad("field", "is required for terms".into()))?;
-            if !is_aggregatable(field) {
-                return Err(bad(
-                    "field",
-                    format!(
-                        "{field:?} cannot be aggregated; use host, source, stream, container.id, container.name, container.image, container.image_id, container.labels.<label> or fields.<name>"
-                    ),
-                ));
-            }
-            let size = match get("size") {
-                None => 10,
-                Some(v) => match v.parse::<usize>() {
-                    Ok(n) if (1..=MAX_TERMS).contains(&n) => n,
-                    _ => {
-                        return Err(bad(
-                            "size",
-                            format!("{v:?} is not a whole number from 1 to {MAX_TERMS}"),
-                        ));
-                    }
-                },
-            };
-            AggKind::Terms {
-                field: field.to_owned(),
-                size,
-            }
-        }
-        "date_histogram" => {
-            if let Some(f) = get("field")
-                && f != "timestamp"
-            {
-                return Err(bad(
-                    "field",
-                    format!("{f:?}: a date histogram counts by timestamp only"),
-                ));
-            }
-            if get("size").is_some() {
-                return Err(bad("size", "applies to type=terms only".into()));
-            }
-            let interval = match get("interval") {
-                None | Some("auto") => None,
-                Some(v) => Some((
-                    v.to_owned(),
-                    parse_interval(v).map_err(|m| bad("interval", m))?,
-                )),
-            };
-            if let (Some((text, nanos)), Some(s), Some(e)) = (&interval, range.start, range.end)
-                && (e - s) / nanos > MAX_BUCKETS
-            {
-                return Err(bad(
-                    "interval",
-                    format!(
-                        "{text} over this time range makes more than {MAX_BUCKETS} buckets; use a longer interval or 'auto'"
-                    ),
-                ));
-            }
-            AggKind::DateHistogram { interval }
-        }
-        other => {
-            return Err(bad(
-                "type",
-                format!("{other:?} is neither 'terms' nor 'date_histogram'"),
-            ));
-        }
-    };
-    Ok(AggregateParams { range, kind })
 }
 
 /// Parses a fixed interval: a positive whole number and a unit ms, s, m, h or d.
@@ -364,13 +278,15 @@ fn key_text(key: &Key) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::params::parse_aggregate_params;
+    use crate::search::query::QueryLimits;
 
     fn check(input: &[(&str, &str)], expected: &Result<AggKind, &str>) {
         let pairs: Vec<(String, String)> = input
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let got = parse_aggregate_params(&pairs, 0)
+        let got = parse_aggregate_params(&pairs, 0, &QueryLimits::CEILING)
             .map(|p| p.kind)
             .map_err(|e| e.to_string());
         match (&got, expected) {

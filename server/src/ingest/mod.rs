@@ -8,6 +8,8 @@
 //! so one identity never touches another's acks. Limits: events per batch, streams per
 //! identity, and an events-per-second bucket that slows a stream by not reading it.
 
+pub mod extract;
+
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,14 +21,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use crate::error::store_status;
-use crate::extract::Extractors;
+use crate::error::ErrorClass;
+use crate::ingest::extract::Extractors;
 use crate::limits::LimitsConfig;
 use crate::metrics::Metrics;
 use crate::security::incoming::PeerInfo;
 use crate::security::ingest_auth::{IngestAuth, state_key};
 use crate::security::quota::{Quotas, StreamSlot};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Most batches of one stream waiting for the store at once.
 const MAX_PENDING_PER_STREAM: usize = 64;
@@ -355,5 +357,21 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The gRPC status for a store failure. Nothing is acked in these cases, so the
+/// collector keeps the batch and retries: every class but a full storage is answered
+/// as `UNAVAILABLE`, which collectors retry at once.
+fn store_status(e: &StoreError) -> Status {
+    match (e.status(), e) {
+        (ErrorClass::StorageFull, StoreError::Commit { message, .. }) => ErrorClass::StorageFull
+            .grpc_status(format!(
+                "server storage full, batch not stored; resend later: {message}"
+            )),
+        (_, StoreError::Closed) => {
+            ErrorClass::Unavailable.grpc_status("server is shutting down; retry")
+        }
+        (_, other) => ErrorClass::Unavailable.grpc_status(format!("batch not stored: {other}")),
     }
 }

@@ -23,9 +23,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::debug;
 
 use crate::metrics::Metrics;
-use crate::query::{Order, QueryError, RangeParams, build_query, parse_common};
-use crate::schema::{EventMeta, event_id, event_uid};
+use crate::search::query::{CheckedQuery, Order, QueryError, build_query};
 use crate::search::{Deadline, top_keys};
+use crate::store::schema::{EventMeta, event_id, event_uid};
 use crate::store::{Store, TapBatch};
 
 /// Most events replayed from the index on a resume; past that the client gets `gap`.
@@ -35,57 +35,13 @@ const MAX_EVENTS_PER_ROUND: usize = 20_000;
 /// Longest wait for batches tapped before a resume to be committed.
 const RESUME_COMMIT_WAIT: Duration = Duration::from_secs(5);
 
-const TAIL_PARAMS: &str = "q or heartbeat";
-
 /// A validated tail request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TailParams {
-    pub query: String,
+    pub query: CheckedQuery,
     pub heartbeat: Duration,
     /// The `Last-Event-ID` to resume after: (received_at nanos, uid).
     pub resume_after: Option<(i64, u64)>,
-}
-
-/// Validates the query string and the `Last-Event-ID` header of `GET /api/v1/tail`.
-pub fn parse_tail_params(
-    pairs: &[(String, String)],
-    last_event_id: Option<&str>,
-) -> Result<TailParams, QueryError> {
-    let (RangeParams { query, .. }, rest) =
-        parse_common(pairs, &["q", "heartbeat"], TAIL_PARAMS, 0)?;
-    let mut heartbeat = Duration::from_secs(15);
-    for (name, value) in rest {
-        if name == "heartbeat" {
-            heartbeat = value
-                .parse::<u64>()
-                .ok()
-                .filter(|s| (1..=300).contains(s))
-                .map(Duration::from_secs)
-                .ok_or_else(|| QueryError::BadParameter {
-                    name: "heartbeat",
-                    message: format!("{value:?} is not a number of seconds from 1 to 300"),
-                })?;
-        }
-    }
-    let resume_after = match last_event_id {
-        None => None,
-        Some(text) => Some(
-            parse_event_id(text).ok_or_else(|| QueryError::BadParameter {
-                name: "Last-Event-ID",
-                message: format!("{text:?} is not an event id sent by this stream"),
-            })?,
-        ),
-    };
-    Ok(TailParams {
-        query,
-        heartbeat,
-        resume_after,
-    })
-}
-
-fn parse_event_id(text: &str) -> Option<(i64, u64)> {
-    let (at, uid) = text.trim().split_once('.')?;
-    Some((at.parse().ok()?, u64::from_str_radix(uid, 16).ok()?))
 }
 
 fn sse_id((at, uid): (i64, u64)) -> String {

@@ -6,9 +6,9 @@
 
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
-use super::token::{TokenSet, bearer};
-use super::{ApiToken, Role};
-use crate::error::ApiError;
+use crate::api::error::ApiError;
+use crate::security::token::{TokenSet, bearer};
+use crate::security::{ApiToken, Role};
 
 /// What a request needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

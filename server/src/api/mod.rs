@@ -2,6 +2,12 @@
 //! document, health and metrics, behind the guard of `http_limits` (API tokens and
 //! roles, body size, request time, concurrent searches and tails).
 
+pub(crate) mod access;
+pub(crate) mod error;
+pub(crate) mod guard;
+pub(crate) mod openapi;
+pub mod params;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -11,13 +17,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::{Value, json};
 
-use crate::aggregate::{aggregate, parse_aggregate_params};
-use crate::error::ApiError;
-use crate::http_limits::Guards;
+use crate::api::error::ApiError;
+use crate::clock::now_nanos;
 use crate::metrics::Metrics;
-use crate::query::{QueryError, QueryLimits, check_query, parse_common, parse_search_params};
+use crate::search::aggregate::aggregate;
+use crate::search::query::{QueryError, QueryLimits};
 use crate::search::{Deadline, SearchError, count, search};
 use crate::store::Store;
+use guard::Guards;
+use params::{
+    parse_aggregate_params, parse_common, parse_list_params, parse_search_params, parse_tail_params,
+};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -123,10 +133,7 @@ pub fn router_with(state: AppState, guards: Arc<Guards>) -> Router {
         .merge(alerting)
         // Extractors (the alerting routes' JSON) take what the guard let through.
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            guards,
-            crate::http_limits::guard,
-        ))
+        .layer(axum::middleware::from_fn_with_state(guards, guard::guard))
 }
 
 fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
@@ -188,10 +195,10 @@ fn rejected(state: &AppState, e: QueryError) -> ApiError {
     e.into()
 }
 
-/// Checks a query string against the configured `query_max_bytes` and
-/// `query_max_clauses` (and the fixed nesting bound) before any slot is taken.
-fn checked(state: &AppState, q: &str) -> Result<(), ApiError> {
-    check_query(q, &QueryLimits::from(&state.limits)).map_err(|e| rejected(state, e))
+/// The configured `query_max_bytes` and `query_max_clauses` (and the fixed nesting
+/// bound), checked by the one parse of each query before any slot is taken.
+fn limits(state: &AppState) -> QueryLimits {
+    QueryLimits::from(&state.limits)
 }
 
 async fn search_handler(
@@ -199,9 +206,8 @@ async fn search_handler(
     State(guards): State<Arc<Guards>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = parse_search_params(&pairs(raw.as_deref()), now_nanos())
+    let params = parse_search_params(&pairs(raw.as_deref()), now_nanos(), &limits(&state))
         .map_err(|e| rejected(&state, e))?;
-    checked(&state, &params.query)?;
     let body = run_query(&state, &guards, move |s, d| search(s, &params, d)).await?;
     Ok(axum::Json(body).into_response())
 }
@@ -212,9 +218,14 @@ async fn count_handler(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let all = pairs(raw.as_deref());
-    let (range, _) = parse_common(&all, &["q", "start", "end"], "q, start or end", now_nanos())
-        .map_err(|e| rejected(&state, e))?;
-    checked(&state, &range.query)?;
+    let (range, _) = parse_common(
+        &all,
+        &["q", "start", "end"],
+        "q, start or end",
+        now_nanos(),
+        &limits(&state),
+    )
+    .map_err(|e| rejected(&state, e))?;
     let n = run_query(&state, &guards, move |s, d| count(s, &range, d)).await?;
     Ok(axum::Json(json!({ "count": n })).into_response())
 }
@@ -224,9 +235,8 @@ async fn aggregate_handler(
     State(guards): State<Arc<Guards>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = parse_aggregate_params(&pairs(raw.as_deref()), now_nanos())
+    let params = parse_aggregate_params(&pairs(raw.as_deref()), now_nanos(), &limits(&state))
         .map_err(|e| rejected(&state, e))?;
-    checked(&state, &params.range.query)?;
     let body = run_query(&state, &guards, move |s, d| aggregate(s, &params, d)).await?;
     Ok(axum::Json(body).into_response())
 }
@@ -240,11 +250,10 @@ async fn tail_handler(
     let last_id = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-    let params = crate::tail::parse_tail_params(&pairs(raw.as_deref()), last_id)
+    let params = parse_tail_params(&pairs(raw.as_deref()), last_id, &limits(&state))
         .map_err(|e| rejected(&state, e))?;
-    checked(&state, &params.query)?;
     let slot = guards.tails.acquire(&state.metrics).await?;
-    let sse = crate::tail::start(
+    let sse = crate::search::tail::start(
         state.store.clone(),
         state.metrics.clone(),
         params,
@@ -259,10 +268,16 @@ async fn fields_handler(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    parse_common(&pairs(raw.as_deref()), &[], "no parameters", 0)
-        .map_err(|e| rejected(&state, e))?;
+    parse_common(
+        &pairs(raw.as_deref()),
+        &[],
+        "no parameters",
+        0,
+        &limits(&state),
+    )
+    .map_err(|e| rejected(&state, e))?;
     let store = state.store.clone();
-    let fields = tokio::task::spawn_blocking(move || crate::schema::field_catalog(&store))
+    let fields = tokio::task::spawn_blocking(move || crate::search::fields::field_catalog(&store))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(axum::Json(json!({ "fields": fields })).into_response())
@@ -272,7 +287,7 @@ async fn detections_handler(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = crate::detect::log::parse_list_params(&pairs(raw.as_deref()), now_nanos())?;
+    let params = parse_list_params(&pairs(raw.as_deref()), now_nanos())?;
     let list = state
         .detection
         .log
@@ -286,7 +301,13 @@ async fn rules_handler(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    parse_common(&pairs(raw.as_deref()), &[], "no parameters", 0)?;
+    parse_common(
+        &pairs(raw.as_deref()),
+        &[],
+        "no parameters",
+        0,
+        &limits(&state),
+    )?;
     let status = state
         .detection
         .status
@@ -295,12 +316,12 @@ async fn rules_handler(
         .clone();
     let mut body = serde_json::to_value(&status)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    body["loaded_at"] = json!(crate::schema::format_nanos(status.loaded_at_nanos));
+    body["loaded_at"] = json!(crate::store::schema::format_nanos(status.loaded_at_nanos));
     Ok(axum::Json(body).into_response())
 }
 
 async fn openapi_handler() -> axum::Json<Value> {
-    axum::Json(crate::openapi::document())
+    axum::Json(openapi::document())
 }
 
 /// 503 only when the store cannot commit; channels that are down are listed under
@@ -369,9 +390,4 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not allowed on {}", uri.path()),
     )
-}
-
-/// The current time in Unix nanoseconds.
-pub fn now_nanos() -> i64 {
-    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
 }

@@ -185,10 +185,10 @@ fn raw_tantivy(dir: &Path, batches: &[Vec<Event>]) -> anyhow::Result<f64> {
     let started = Instant::now();
     for (seq, batch) in batches.iter().enumerate() {
         for (i, e) in batch.iter().enumerate() {
-            let id = logward_server::schema::event_id("raw", seq as u64 + 1, i);
+            let id = logward_server::EventId::new("raw", seq as u64 + 1, i).to_string();
             let meta = logward_server::schema::EventMeta {
                 id: &id,
-                uid: logward_server::schema::event_uid(&id),
+                uid: logward_server::event_uid(&id),
                 received_at_nanos: 1,
                 generation: 1,
             };

@@ -15,14 +15,16 @@ mod search;
 pub mod security;
 mod store;
 
+/// The request parameter parsers, for the fuzz targets.
+pub use api::params;
 pub use clock::now_nanos;
 pub use config::Config;
 /// The pure extractors, for the fuzz targets and the pack tests.
 pub use ingest::extract;
-/// The request parameter parsers, for the fuzz targets.
-pub use api::params;
 /// The checked query and the query builder, for the fuzz targets.
 pub use search::query;
+/// The id of an event, and the hash that orders ties.
+pub use store::event_id::{EventId, event_uid};
 /// The tantivy schema and its conversions, for the benchmark and the fuzz targets.
 pub use store::schema;
 

@@ -19,7 +19,8 @@ use logward_rules::{Detection, Engine, EventRef, EventView, FieldValues};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::store::schema::{event_id, format_nanos, source_name, stream_name};
+use crate::store::event_id::EventId;
+use crate::store::schema::{format_nanos, source_name, stream_name};
 use crate::store::{Store, TapBatch};
 use log::{DetectionLog, StoredDetection};
 use rules::{Loader, RulesStatus};
@@ -234,7 +235,7 @@ impl Detector {
         };
         let mut fired = Vec::new();
         for (i, ev) in b.events.iter().enumerate() {
-            let id = event_id(&b.collector_id, b.sequence, i);
+            let id = EventId::new(&b.collector_id, b.sequence, i).to_string();
             let view = View {
                 ev,
                 msg: String::from_utf8_lossy(&ev.message),
@@ -258,7 +259,7 @@ impl Detector {
             .enumerate()
             .map(|(i, e)| {
                 (
-                    event_id(&b.collector_id, b.sequence, i),
+                    EventId::new(&b.collector_id, b.sequence, i).to_string(),
                     e.timestamp_nanos,
                     e.host.clone(),
                 )

@@ -25,7 +25,8 @@ use tracing::debug;
 use crate::metrics::Metrics;
 use crate::search::query::{CheckedQuery, Order, QueryError, build_query};
 use crate::search::{Deadline, top_keys};
-use crate::store::schema::{EventMeta, event_id, event_uid};
+use crate::store::event_id::{EventId, event_uid};
+use crate::store::schema::EventMeta;
 use crate::store::{Store, TapBatch};
 
 /// Most events replayed from the index on a resume; past that the client gets `gap`.
@@ -248,7 +249,7 @@ fn match_batches(
         .map_err(|e| e.to_string())?;
     for batch in batches {
         for (i, event) in batch.events.iter().enumerate() {
-            let id = event_id(&batch.collector_id, batch.sequence, i);
+            let id = EventId::new(&batch.collector_id, batch.sequence, i).to_string();
             let meta = EventMeta {
                 id: &id,
                 uid: event_uid(&id),

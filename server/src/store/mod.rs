@@ -15,6 +15,7 @@
 //! missed; it never slows ingest.
 
 mod error;
+pub(crate) mod event_id;
 pub(crate) mod manifest;
 pub(crate) mod partition;
 pub mod schema;

@@ -267,18 +267,6 @@ pub struct EventJson {
     pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
-/// The event's id: unique per (collector, sequence, index in batch).
-pub fn event_id(collector_id: &str, sequence: u64, index: usize) -> String {
-    format!("{collector_id}-{sequence}-{index}")
-}
-
-/// A stable 64-bit hash of an event id (FNV-1a), used only to order ties.
-pub fn event_uid(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 pub fn source_name(source: Source) -> &'static str {
     match source {
         Source::Docker => "docker",
@@ -331,6 +319,7 @@ fn owned_to_json(value: OwnedValue) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::event_id::event_uid;
     use logward_proto::{Container, Values};
 
     #[test]

@@ -20,9 +20,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::metrics::Metrics;
 use crate::store::error::{Cause, Failure};
+use crate::store::event_id::{EventId, event_uid};
 use crate::store::manifest::Manifest;
 use crate::store::partition::{day_of, dir_bytes, expired};
-use crate::store::schema::{EventMeta, EventSchema, event_id, event_timestamp, event_uid};
+use crate::store::schema::{EventMeta, EventSchema, event_timestamp};
 use crate::store::{AckInfo, Partitions, StoreError, StoreOptions, TapBatch, open_partition};
 
 /// What the store handle asks of the writer.
@@ -239,7 +240,7 @@ impl WriterState {
         };
         self.pending.push((reply, info));
         for (index, event) in events.iter().enumerate() {
-            let id = event_id(&collector_id, sequence, index);
+            let id = EventId::new(&collector_id, sequence, index).to_string();
             let meta = EventMeta {
                 id: &id,
                 uid: event_uid(&id),

@@ -212,7 +212,8 @@ pub fn parse_aggregate_params(
                 return Err(bad(
                     "field",
                     format!(
-                        "{field:?} cannot be aggregated; use host, source, stream, container.id, container.name, container.image, container.image_id, container.labels.<label> or fields.<name>"
+                        "{field:?} cannot be aggregated; use {}",
+                        crate::store::fields::terms_list()
                     ),
                 ));
             }

@@ -16,8 +16,9 @@ use tantivy::tokenizer::TokenizerManager;
 use crate::search::query::{QueryError, RangeParams, build_query};
 use crate::search::{Deadline, SearchError};
 use crate::store::Store;
+use crate::store::fields;
 use crate::store::partition::DAY_NANOS;
-use crate::store::schema::{CONTAINER_FIELDS, format_nanos};
+use crate::store::schema::format_nanos;
 
 /// Largest `size` of a terms aggregation.
 pub const MAX_TERMS: usize = 1_000;
@@ -95,14 +96,7 @@ pub struct AggregateResponse {
 /// True for a field whose values can be counted: keyword fields and the JSON objects'
 /// leaves.
 pub fn is_aggregatable(field: &str) -> bool {
-    if matches!(field, "host" | "source" | "stream") {
-        return true;
-    }
-    if let Some(sub) = field.strip_prefix("container.") {
-        return CONTAINER_FIELDS.contains(&sub)
-            || sub.strip_prefix("labels.").is_some_and(|l| !l.is_empty());
-    }
-    field.strip_prefix("fields.").is_some_and(|f| !f.is_empty())
+    fields::is_terms_aggregatable(field)
 }
 
 /// Parses a fixed interval: a positive whole number and a unit ms, s, m, h or d.

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::store::Store;
+use crate::store::fields::{FAMILIES, FIELDS, lookup};
 
 /// One entry of `GET /api/v1/fields`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -24,45 +25,36 @@ const MAX_DYNAMIC_FIELDS: usize = 1_000;
 /// The fixed fields of the event and, from the two newest partitions, the label and
 /// further-field names seen in the data.
 pub fn field_catalog(store: &Store) -> Vec<FieldInfo> {
-    let info = |name: &str, kind, aggregatable| FieldInfo {
-        name: name.to_owned(),
-        kind,
-        searchable: true,
-        aggregatable,
-    };
-    let mut out = vec![
-        info("id", "keyword", false),
-        info("timestamp", "date", true),
-        info("received_at", "date", false),
-        info("host", "keyword", true),
-        info("source", "keyword", true),
-        info("stream", "keyword", true),
-        info("message", "text", false),
-        info("container.id", "keyword", true),
-        info("container.name", "keyword", true),
-        info("container.image", "keyword", true),
-        info("container.image_id", "keyword", true),
-    ];
+    let mut out: Vec<FieldInfo> = FIELDS
+        .iter()
+        .map(|f| FieldInfo {
+            name: f.name.to_owned(),
+            kind: f.kind.name(),
+            searchable: f.searchable,
+            aggregatable: f.aggregatable,
+        })
+        .collect();
     let mut dynamic = std::collections::BTreeSet::new();
     for (_, searcher) in store.searchers(None, None).iter().rev().take(2) {
         for segment in searcher.segment_readers() {
             for meta in segment.fields_metadata().unwrap_or_default() {
                 let name = meta.field_name;
-                let keep = name.starts_with("container.labels.")
-                    || (name.starts_with("fields.") && name.len() > "fields.".len());
-                if keep && dynamic.len() < MAX_DYNAMIC_FIELDS {
+                let family = FAMILIES.iter().any(|(prefix, ..)| name.starts_with(prefix));
+                if family && lookup(&name).is_some() && dynamic.len() < MAX_DYNAMIC_FIELDS {
                     dynamic.insert(name);
                 }
             }
         }
     }
     for name in dynamic {
-        let kind = if name.starts_with("fields.") {
-            "text"
-        } else {
-            "keyword"
-        };
-        out.push(info(&name, kind, true));
+        if let Some((kind, aggregatable)) = lookup(&name) {
+            out.push(FieldInfo {
+                kind: kind.name(),
+                searchable: true,
+                aggregatable,
+                name,
+            });
+        }
     }
     out
 }

@@ -9,7 +9,8 @@ use tantivy::{DateTime, Term};
 
 pub use crate::clock::parse_time;
 use crate::error::ErrorClass;
-use crate::store::schema::{CONTAINER_FIELDS, EventSchema, QUERYABLE_FIELDS};
+use crate::store::fields;
+use crate::store::schema::EventSchema;
 
 /// The default and the largest page size.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -361,10 +362,7 @@ fn map_parser_error(q: &str, e: &tantivy::query::QueryParserError) -> QueryError
 pub fn unknown_field(field: &str) -> QueryError {
     QueryError::UnknownField {
         field: field.to_owned(),
-        known: "id, timestamp, received_at, host, source, stream, message, container.id, \
-                container.name, container.image, container.image_id, container.labels.<label>, \
-                fields.<name>"
-            .to_owned(),
+        known: fields::searchable_list(),
     }
 }
 
@@ -434,14 +432,7 @@ fn check_ast(ast: &UserInputAst, max: usize, clauses: &mut usize) -> Result<(), 
 
 /// True for a field of the event JSON a query or projection may name.
 pub fn is_known_field(name: &str) -> bool {
-    if QUERYABLE_FIELDS.contains(&name) {
-        return true;
-    }
-    if let Some(sub) = name.strip_prefix("container.") {
-        return CONTAINER_FIELDS.contains(&sub) || sub == "labels" || sub.starts_with("labels.");
-    }
-    name.strip_prefix("fields.")
-        .is_some_and(|sub| !sub.is_empty())
+    fields::is_searchable(name)
 }
 
 #[cfg(test)]

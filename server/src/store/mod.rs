@@ -16,6 +16,7 @@
 
 mod error;
 pub(crate) mod event_id;
+pub(crate) mod fields;
 pub(crate) mod manifest;
 pub(crate) mod partition;
 pub mod schema;

@@ -15,22 +15,6 @@ use tantivy::{DateTime, TantivyDocument};
 /// Name of the tokenizer used for exact-match keyword values inside JSON objects.
 const RAW: &str = "raw";
 
-/// Top-level event fields a query may name, with their JSON objects last.
-pub const QUERYABLE_FIELDS: &[&str] = &[
-    "id",
-    "timestamp",
-    "received_at",
-    "host",
-    "source",
-    "stream",
-    "message",
-    "container",
-    "fields",
-];
-
-/// Sub-fields of `container` (besides `labels.*`).
-pub const CONTAINER_FIELDS: &[&str] = &["id", "name", "image", "image_id"];
-
 /// Handles to every field of the index schema.
 #[derive(Clone, Debug)]
 pub struct EventSchema {

@@ -188,31 +188,6 @@ fn hostile_input_never_panics() {
     }
 }
 
-/// Cost of extraction per line over a mix of the fixture lines; prints ns/line.
-#[test]
-fn extraction_cost() {
-    let x = Extractors::new(&[]).expect("built-ins");
-    let events: Vec<WireEvent> = FIXTURES
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|c| event(&c))
-        .collect();
-    let rounds = 200;
-    let started = std::time::Instant::now();
-    let mut found = 0;
-    for _ in 0..rounds {
-        for ev in &events {
-            found += x.extract(ev).len();
-        }
-    }
-    let per = started.elapsed().as_nanos() / (rounds * events.len()) as u128;
-    eprintln!(
-        "extraction: {per} ns/line over {} lines ({found} fields)",
-        rounds * events.len()
-    );
-}
-
 /// Found by the `extractors` fuzz target: a logfmt backslash before a multi-byte character
 /// sliced the message inside that character (a panic in ingest, from any local process
 /// that can log as dockerd).

@@ -17,107 +17,38 @@
 mod error;
 pub(crate) mod event_id;
 pub(crate) mod fields;
+mod index;
 pub(crate) mod manifest;
+mod options;
 pub(crate) mod partition;
 pub mod schema;
 mod writer;
+
+pub(crate) use index::open_partition;
+pub use index::{Partition, Partitions};
+pub use options::{AckInfo, MergeOptions, StoreOptions, TapBatch};
 
 pub use error::{Cause, StoreError};
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use logward_proto::Event as WireEvent;
-use tantivy::directory::MmapDirectory;
+use tantivy::Searcher;
 use tantivy::query::QueryParser;
 use tantivy::tokenizer::TokenizerManager;
-use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
 use crate::store::manifest::Manifest;
-use crate::store::partition::{RetentionPolicy, day_name, overlaps};
+use crate::store::partition::overlaps;
 use crate::store::schema::EventSchema;
 use crate::store::writer::{Command, WriterState};
 
 /// Batches the tap holds for a slow subscriber before it lags.
 const TAP_CAPACITY: usize = 4096;
-
-/// How merges are picked: tantivy's log merge policy, or none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MergeOptions {
-    /// Segments of one size class that trigger a merge; 0 disables merging.
-    pub min_segments: usize,
-    /// Segments with more documents are not merged any more.
-    pub max_docs: usize,
-}
-
-/// Tuning of the writer.
-#[derive(Debug, Clone)]
-pub struct StoreOptions {
-    pub writer_heap_bytes: usize,
-    pub indexing_threads: usize,
-    pub max_open_writers: usize,
-    pub commit_interval: Duration,
-    pub commit_max_docs: usize,
-    pub merge: MergeOptions,
-    pub retention: RetentionPolicy,
-    pub retention_interval: Duration,
-}
-
-impl StoreOptions {
-    /// Small settings for unit tests.
-    pub fn for_tests() -> StoreOptions {
-        StoreOptions {
-            writer_heap_bytes: 16 << 20,
-            indexing_threads: 1,
-            max_open_writers: 4,
-            commit_interval: Duration::from_millis(5),
-            commit_max_docs: 10_000,
-            merge: MergeOptions {
-                min_segments: 8,
-                max_docs: 1_000_000,
-            },
-            retention: RetentionPolicy {
-                max_age_days: 0,
-                max_total_bytes: 0,
-            },
-            retention_interval: Duration::from_secs(3600),
-        }
-    }
-}
-
-/// What the server answers for a stored batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AckInfo {
-    pub sequence: u64,
-    pub duplicates: u32,
-    pub high_water: u64,
-}
-
-/// A batch as the writer took it, before its commit: what the tap publishes.
-#[derive(Debug)]
-pub struct TapBatch {
-    pub collector_id: String,
-    pub sequence: u64,
-    /// Server receive time of the batch; strictly increasing from batch to batch.
-    pub received_at_nanos: i64,
-    pub events: Vec<WireEvent>,
-}
-
-/// One day of the index.
-#[derive(Clone)]
-pub struct Partition {
-    pub day: i64,
-    pub index: Index,
-    pub reader: IndexReader,
-}
-
-/// The partitions by day, shared by the writer (which adds and drops them) and searches.
-pub type Partitions = Arc<RwLock<BTreeMap<i64, Partition>>>;
 
 /// A handle to the store, cheap to clone.
 #[derive(Clone)]
@@ -139,31 +70,6 @@ impl WriterThread {
         let handle = self.0;
         let _ = tokio::task::spawn_blocking(move || handle.join()).await;
     }
-}
-
-/// Opens (or creates) the partition of `day` under `dir`.
-pub(crate) fn open_partition(
-    dir: &Path,
-    day: i64,
-    schema: &EventSchema,
-) -> Result<Partition, StoreError> {
-    let path = dir.join(day_name(day));
-    std::fs::create_dir_all(&path).map_err(|source| StoreError::CreateDir {
-        path: path.clone(),
-        source,
-    })?;
-    let open_err = |source| StoreError::Open {
-        path: path.clone(),
-        source,
-    };
-    let mmap = MmapDirectory::open(&path).map_err(|e| open_err(e.into()))?;
-    let index = Index::open_or_create(mmap, schema.schema.clone()).map_err(open_err)?;
-    let reader = index
-        .reader_builder()
-        .reload_policy(ReloadPolicy::Manual)
-        .try_into()
-        .map_err(open_err)?;
-    Ok(Partition { day, index, reader })
 }
 
 impl Store {

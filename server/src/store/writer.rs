@@ -19,12 +19,14 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::metrics::Metrics;
+use crate::store::error::StoreError;
 use crate::store::error::{Cause, Failure};
 use crate::store::event_id::{EventId, event_uid};
+use crate::store::index::{Partition, Partitions, open_partition};
 use crate::store::manifest::Manifest;
+use crate::store::options::{AckInfo, StoreOptions, TapBatch};
 use crate::store::partition::{day_of, dir_bytes, expired};
 use crate::store::schema::{EventMeta, EventSchema, event_timestamp};
-use crate::store::{AckInfo, Partitions, StoreError, StoreOptions, TapBatch, open_partition};
 
 /// What the store handle asks of the writer.
 pub(crate) enum Command {
@@ -308,8 +310,7 @@ impl WriterState {
 
     fn read_partitions(
         &self,
-    ) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeMap<i64, crate::store::Partition>>
-    {
+    ) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeMap<i64, Partition>> {
         self.partitions
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -317,8 +318,7 @@ impl WriterState {
 
     fn write_partitions(
         &self,
-    ) -> std::sync::RwLockWriteGuard<'_, std::collections::BTreeMap<i64, crate::store::Partition>>
-    {
+    ) -> std::sync::RwLockWriteGuard<'_, std::collections::BTreeMap<i64, Partition>> {
         self.partitions
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -440,8 +440,7 @@ impl WriterState {
                 Bound::Unbounded,
             )
         };
-        let parts: Vec<crate::store::Partition> =
-            self.read_partitions().values().cloned().collect();
+        let parts: Vec<Partition> = self.read_partitions().values().cloned().collect();
         for part in parts {
             let cleanup =
                 |e: tantivy::TantivyError| Failure::tantivy("cannot drop unacked documents", &e);

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub batches_received: Counter,
     pub commits: Counter,
     pub commit_failures: Counter,
+    /// Partitions committed ahead of their group commit to keep at most
+    /// `max_open_writers` index writers (a batch that spans many days).
+    pub early_partition_commits: Counter,
     pub streams_open: Gauge,
     pub searches: Counter,
     pub searches_rejected: Counter,
@@ -59,6 +62,10 @@ impl Metrics {
         let commit_failures = counter(
             "commit_failures",
             "Index commits that failed; their batches were not acked",
+        );
+        let early_partition_commits = counter(
+            "early_partition_commits",
+            "Partitions committed ahead of the group commit to stay within index.max_open_writers",
         );
         let searches = counter("searches", "Search requests served");
         let searches_rejected = counter("searches_rejected", "Search requests refused as invalid");
@@ -115,6 +122,7 @@ impl Metrics {
             batches_received,
             commits,
             commit_failures,
+            early_partition_commits,
             streams_open,
             searches,
             searches_rejected,

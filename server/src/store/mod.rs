@@ -232,3 +232,6 @@ impl Store {
         self.committed_received_at.clone()
     }
 }
+
+#[cfg(test)]
+mod tests;

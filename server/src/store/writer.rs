@@ -56,6 +56,10 @@ pub(crate) struct WriterState {
     writers: HashMap<i64, IndexWriter>,
     /// Partitions with documents since the last commit.
     dirty: BTreeSet<i64>,
+    /// Dirty partitions already committed (under the pending generation) and their
+    /// writers closed, to keep at most `max_open_writers`; the group commit's manifest
+    /// covers them, and a failure before it drops their documents like any others.
+    flushed: BTreeSet<i64>,
     /// The durable state: generation and high-water marks.
     manifest: Manifest,
     /// High-water marks including batches added since the last commit.
@@ -91,6 +95,7 @@ impl WriterState {
             partitions,
             writers: HashMap::new(),
             dirty: BTreeSet::new(),
+            flushed: BTreeSet::new(),
             pending_hw: manifest.collectors.clone(),
             manifest,
             pending: Vec::new(),
@@ -274,6 +279,7 @@ impl WriterState {
     /// The writer of a day's partition, opening the partition and the writer if needed.
     fn writer(&mut self, day: i64) -> Result<&mut IndexWriter, Failure> {
         if !self.writers.contains_key(&day) {
+            self.make_room()?;
             let existing = self.read_partitions().get(&day).cloned();
             let part = match existing {
                 Some(p) => p,
@@ -335,6 +341,9 @@ impl WriterState {
         let dirty: Vec<i64> = self.dirty.iter().copied().collect();
         for day in &dirty {
             let Some(writer) = self.writers.get_mut(day) else {
+                if self.flushed.contains(day) {
+                    continue;
+                }
                 self.fail(&Failure::other("internal: a dirty partition has no writer"));
                 return;
             };
@@ -372,6 +381,7 @@ impl WriterState {
             }
         }
         self.dirty.clear();
+        self.flushed.clear();
         let pending = std::mem::take(&mut self.pending);
         let docs = std::mem::take(&mut self.pending_docs);
         self.metrics.events_indexed.inc_by(docs as u64);
@@ -391,6 +401,49 @@ impl WriterState {
             let _ = reply.send(Ok(info));
         }
         self.close_idle_writers(&dirty);
+    }
+
+    /// Closes a writer when `max_open_writers` are open, before another opens: a clean
+    /// one if there is one, else a dirty one after committing its partition under the
+    /// pending generation. A batch that spans many days therefore never holds more
+    /// writers (and their threads and heaps) than the budget.
+    fn make_room(&mut self) -> Result<(), Failure> {
+        if self.writers.len() < self.options.max_open_writers {
+            return Ok(());
+        }
+        let clean = self
+            .writers
+            .keys()
+            .copied()
+            .find(|d| !self.dirty.contains(d));
+        if let Some(day) = clean {
+            self.writers.remove(&day);
+            return Ok(());
+        }
+        let Some(day) = self.writers.keys().copied().min() else {
+            return Ok(());
+        };
+        let generation = self.manifest.generation + 1;
+        if let Some(mut writer) = self.writers.remove(&day) {
+            writer
+                .prepare_commit()
+                .and_then(|mut prepared| {
+                    prepared.set_payload(&format!("{{\"generation\":{generation}}}"));
+                    prepared.commit()
+                })
+                .map_err(|e| {
+                    Failure::tantivy(
+                        &format!(
+                            "commit of partition {} failed",
+                            crate::store::partition::day_name(day)
+                        ),
+                        &e,
+                    )
+                })?;
+        }
+        self.flushed.insert(day);
+        self.metrics.early_partition_commits.inc();
+        Ok(())
     }
 
     /// Keeps at most `max_open_writers` writers, those of the partitions written last.
@@ -418,6 +471,7 @@ impl WriterState {
         // Dropping the writers discards their uncommitted documents.
         self.writers.clear();
         self.dirty.clear();
+        self.flushed.clear();
         self.pending_hw = self.manifest.collectors.clone();
         self.pending_docs = 0;
         for (reply, _) in std::mem::take(&mut self.pending) {

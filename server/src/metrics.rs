@@ -20,6 +20,8 @@ pub struct Metrics {
     pub batches_received: Counter,
     pub commits: Counter,
     pub commit_failures: Counter,
+    /// Events whose timestamp was outside 1970..2200, stored at their receive time.
+    pub events_out_of_range: Counter,
     /// Partitions committed ahead of their group commit to keep at most
     /// `max_open_writers` index writers (a batch that spans many days).
     pub early_partition_commits: Counter,
@@ -62,6 +64,10 @@ impl Metrics {
         let commit_failures = counter(
             "commit_failures",
             "Index commits that failed; their batches were not acked",
+        );
+        let events_out_of_range = counter(
+            "events_timestamp_out_of_range",
+            "Events whose timestamp was outside 1970..2200; stored at their receive time",
         );
         let early_partition_commits = counter(
             "early_partition_commits",
@@ -122,6 +128,7 @@ impl Metrics {
             batches_received,
             commits,
             commit_failures,
+            events_out_of_range,
             early_partition_commits,
             streams_open,
             searches,

@@ -9,6 +9,7 @@
 //! identity, and an events-per-second bucket that slows a stream by not reading it.
 
 pub mod extract;
+mod normalize;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -293,14 +294,25 @@ impl Session {
             .inc_by(events.iter().map(|e| e.message.len() as u64).sum());
         let identity = self.identity.clone();
         Ok(Box::pin(async move {
+            let mut out_of_range = 0_u64;
             for event in &mut events {
                 extractors.apply(event);
+                out_of_range += u64::from(normalize::normalize(event));
                 // The server's word, whatever the collector or an extractor put there.
                 event.fields.insert(
                     IDENTITY_FIELD.to_owned(),
                     Values {
                         values: vec![identity.clone()],
                     },
+                );
+            }
+            if out_of_range > 0 {
+                metrics.events_out_of_range.inc_by(out_of_range);
+                warn!(
+                    identity = %identity,
+                    sequence,
+                    events = out_of_range,
+                    "event timestamps outside 1970..2200; stored at their receive time with logward.timestamp_original"
                 );
             }
             match store.append(key, sequence, events).await {

@@ -133,6 +133,18 @@ pub fn auto_interval(span_nanos: i64) -> (&'static str, i64) {
         .unwrap_or(("365d", 365 * DAY_NANOS))
 }
 
+/// An aggregation refused by tantivy's own limits (buckets, memory) is the request's
+/// fault: a 400 that says so, not a store failure.
+fn request_error(e: tantivy::TantivyError) -> SearchError {
+    match e {
+        tantivy::TantivyError::AggregationError(a) => QueryError::TooComplex(format!(
+            "{a}; narrow the time range or use a longer interval"
+        ))
+        .into(),
+        other => other.into(),
+    }
+}
+
 /// Runs the aggregation. Blocking: call it from a blocking thread.
 pub fn aggregate(
     store: &Store,
@@ -155,8 +167,12 @@ pub fn aggregate(
         ),
         AggKind::DateHistogram { interval } => {
             // Without start or end, the partitions' days bound the range.
-            let first = parts.first().map_or(0, |(d, _)| d * DAY_NANOS);
-            let last = parts.last().map_or(DAY_NANOS, |(d, _)| (d + 1) * DAY_NANOS);
+            let first = parts
+                .first()
+                .map_or(0, |(d, _)| d.saturating_mul(DAY_NANOS));
+            let last = parts.last().map_or(DAY_NANOS, |(d, _)| {
+                d.saturating_add(1).saturating_mul(DAY_NANOS)
+            });
             let (start, end) = (r.start.unwrap_or(first), r.end.unwrap_or(last));
             let (text, nanos) = match interval {
                 Some((text, nanos)) => (text.clone(), *nanos),
@@ -165,17 +181,20 @@ pub fn aggregate(
                     (text.to_owned(), nanos)
                 }
             };
-            if end.saturating_sub(start) / nanos > MAX_BUCKETS {
+            let span = end.saturating_sub(start);
+            if span / nanos > MAX_BUCKETS {
+                let (suggested, _) = auto_interval(span);
                 return Err(QueryError::BadParameter {
                     name: "interval",
-                    message: format!("{text} over the stored time range makes more than {MAX_BUCKETS} buckets; give start and end or a longer interval"),
+                    message: format!("{text} over the stored time range makes more than {MAX_BUCKETS} buckets; give start and end, or a longer interval such as interval={suggested}"),
                 }
                 .into());
             }
             let mut hist =
                 json!({"field": "timestamp", "fixed_interval": text, "min_doc_count": 0});
             if let (Some(s), Some(e)) = (r.start, r.end) {
-                hist["extended_bounds"] = json!({"min": s / 1_000_000, "max": (e - 1) / 1_000_000});
+                hist["extended_bounds"] =
+                    json!({"min": s / 1_000_000, "max": e.saturating_sub(1) / 1_000_000});
             }
             (json!({"agg": {"date_histogram": hist}}), Some(text))
         }
@@ -191,12 +210,13 @@ pub fn aggregate(
             aggs.clone(),
             AggContextParams::new(limits(), TokenizerManager::default()),
         );
-        let (count, fruit) =
-            searcher.search(query.as_ref(), &(tantivy::collector::Count, collector))?;
+        let (count, fruit) = searcher
+            .search(query.as_ref(), &(tantivy::collector::Count, collector))
+            .map_err(request_error)?;
         total += count as u64;
         match &mut merged {
             None => merged = Some(fruit),
-            Some(m) => m.merge_fruits(fruit)?,
+            Some(m) => m.merge_fruits(fruit).map_err(request_error)?,
         }
     }
     deadline.check()?;

@@ -181,7 +181,13 @@ pub fn search(
     let (mut start, mut end) = (params.start, params.end);
     if let Some((ts, _)) = after {
         match params.order {
-            Order::Desc => end = Some(end.map_or(ts + 1, |e| e.min(ts.saturating_add(1)))),
+            // The end is exclusive: one past the cursor's time, or no end at all when
+            // that is past the largest time.
+            Order::Desc => {
+                if let Some(past) = ts.checked_add(1) {
+                    end = Some(end.map_or(past, |e| e.min(past)));
+                }
+            }
             Order::Asc => start = Some(start.map_or(ts, |s| s.max(ts))),
         }
     }
@@ -425,6 +431,51 @@ mod tests {
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
         parse_search_params(&owned, 0, &QueryLimits::CEILING).expect("valid params")
+    }
+
+    /// Events at the largest timestamp (stored before ingest bounded timestamps, or
+    /// written to the store directly) neither stop paging nor break a histogram.
+    #[tokio::test]
+    async fn extreme_timestamps_page_and_aggregate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _writer) =
+            Store::open(dir.path(), &options(), Arc::new(Metrics::new())).expect("open");
+        let events: Vec<WireEvent> = (0..12_i64)
+            .map(|i| WireEvent {
+                timestamp_nanos: if i % 2 == 0 {
+                    i64::MAX
+                } else {
+                    1_000_000_000 * i
+                },
+                host: "h".into(),
+                message: format!("event {i}").into_bytes().into(),
+                ..Default::default()
+            })
+            .collect();
+        store.append("c1".into(), 1, events).await.expect("append");
+        for order in ["desc", "asc"] {
+            let mut ids = page_all(&store, order, "4", "");
+            assert_eq!(ids.len(), 12, "{order}: {ids:?}");
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), 12, "{order}: no event twice");
+        }
+        for interval in [None, Some("1d"), Some("1h")] {
+            let mut pairs = vec![("type".to_owned(), "date_histogram".to_owned())];
+            if let Some(i) = interval {
+                pairs.push(("interval".to_owned(), i.to_owned()));
+            }
+            let p = crate::api::params::parse_aggregate_params(&pairs, 0, &QueryLimits::CEILING)
+                .expect("params");
+            match crate::search::aggregate::aggregate(&store, &p, &deadline()) {
+                Ok(r) => assert_eq!(r.total, 12, "{interval:?}"),
+                Err(SearchError::Query(e)) => {
+                    let text = e.to_string();
+                    assert!(text.contains("interval"), "{interval:?}: {text}");
+                }
+                Err(e) => panic!("{interval:?}: a server error: {e}"),
+            }
+        }
     }
 
     /// Pages through every hit and checks order, totals and that no event repeats.

@@ -39,9 +39,10 @@ fn unix_day_to_julian(day: i64) -> i32 {
 
 /// The days a query may touch: every partition whose day overlaps `[start, end)`.
 pub fn overlaps(day: i64, start: Option<i64>, end: Option<i64>) -> bool {
-    let first = day.saturating_mul(DAY_NANOS);
-    let after_last = first.saturating_add(DAY_NANOS);
-    start.is_none_or(|s| s < after_last) && end.is_none_or(|e| e > first)
+    // In i128, so that the day holding `i64::MAX` still ends after it.
+    let first = i128::from(day) * i128::from(DAY_NANOS);
+    let after_last = first + i128::from(DAY_NANOS);
+    start.is_none_or(|s| i128::from(s) < after_last) && end.is_none_or(|e| i128::from(e) > first)
 }
 
 /// What retention keeps.

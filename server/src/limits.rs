@@ -42,6 +42,21 @@ pub struct LimitsConfig {
     pub query_max_clauses: usize,
     /// Live tail streams open at once (429 beyond).
     pub max_tail_clients: usize,
+    /// Most bytes of hits in one search response; a page stops there with
+    /// `truncated: true` and a cursor to continue (at least one hit is always sent).
+    pub search_max_response_bytes: usize,
+    /// Most bytes of events waiting to be sent to one live tail client; beyond it the
+    /// client gets `event: gap` with the number of events it missed, and catches up.
+    pub tail_max_buffer_bytes: usize,
+    /// Most bytes of events one tail resume (`Last-Event-ID`) replays; beyond it the
+    /// stream says `event: gap` and goes on live.
+    pub tail_max_replay_bytes: usize,
+    /// Most structured fields one event may carry; the rest are folded into one text
+    /// field, `logward.folded_fields`, and the event is flagged.
+    pub max_fields_per_event: usize,
+    /// Deepest nesting of a YAML rule file (sequences and mappings); deeper files are
+    /// refused before they are parsed further.
+    pub max_yaml_depth: usize,
 }
 
 impl Default for LimitsConfig {
@@ -61,6 +76,11 @@ impl Default for LimitsConfig {
             query_max_bytes: 4096,
             query_max_clauses: 64,
             max_tail_clients: 64,
+            search_max_response_bytes: 16 * 1024 * 1024,
+            tail_max_buffer_bytes: 4 * 1024 * 1024,
+            tail_max_replay_bytes: 16 * 1024 * 1024,
+            max_fields_per_event: 256,
+            max_yaml_depth: 64,
         }
     }
 }
@@ -78,7 +98,7 @@ pub struct LimitError {
 impl LimitsConfig {
     /// Checks every limit lies in a range that works.
     pub fn validate(&self) -> Result<(), LimitError> {
-        let checks: [(&'static str, u64, u64, u64); 13] = [
+        let checks: [(&'static str, u64, u64, u64); 18] = [
             (
                 "grpc_max_message_bytes",
                 self.grpc_max_message_bytes as u64,
@@ -142,6 +162,31 @@ impl LimitsConfig {
                 100_000,
             ),
             ("max_tail_clients", self.max_tail_clients as u64, 1, 100_000),
+            (
+                "search_max_response_bytes",
+                self.search_max_response_bytes as u64,
+                64 * 1024,
+                1 << 30,
+            ),
+            (
+                "tail_max_buffer_bytes",
+                self.tail_max_buffer_bytes as u64,
+                64 * 1024,
+                1 << 30,
+            ),
+            (
+                "tail_max_replay_bytes",
+                self.tail_max_replay_bytes as u64,
+                64 * 1024,
+                1 << 30,
+            ),
+            (
+                "max_fields_per_event",
+                self.max_fields_per_event as u64,
+                8,
+                100_000,
+            ),
+            ("max_yaml_depth", self.max_yaml_depth as u64, 8, 1_000),
         ];
         for (key, value, min, max) in checks {
             if !(min..=max).contains(&value) {

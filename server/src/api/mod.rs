@@ -206,9 +206,13 @@ async fn search_handler(
     State(guards): State<Arc<Guards>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = parse_search_params(&pairs(raw.as_deref()), now_nanos(), &limits(&state))
+    let mut params = parse_search_params(&pairs(raw.as_deref()), now_nanos(), &limits(&state))
         .map_err(|e| rejected(&state, e))?;
+    params.max_response_bytes = state.limits.search_max_response_bytes;
     let body = run_query(&state, &guards, move |s, d| search(s, &params, d)).await?;
+    if body.truncated {
+        state.metrics.limit_hit("search_max_response_bytes");
+    }
     Ok(axum::Json(body).into_response())
 }
 

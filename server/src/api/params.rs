@@ -37,6 +37,7 @@ pub fn parse_search_params(
         order: Order::Desc,
         fields: None,
         highlight: false,
+        max_response_bytes: usize::MAX,
     };
     let mut cursor_text = None;
     for (name, value) in pairs {

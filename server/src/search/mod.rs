@@ -37,6 +37,10 @@ pub struct SearchResponse {
     pub total: usize,
     pub hits: Vec<Value>,
     pub next_cursor: Option<String>,
+    /// The page stopped at `[limits] search_max_response_bytes` before `limit` hits;
+    /// `next_cursor` continues after the last hit sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// A search that failed: the request's fault, the store's, or the time budget's.
@@ -157,6 +161,7 @@ pub fn search(
             total,
             hits: Vec::new(),
             next_cursor: None,
+            truncated: false,
         });
     }
     let after = params.cursor.map(|c| (c.timestamp_nanos, c.uid));
@@ -217,6 +222,7 @@ pub fn search(
     deadline.check()?;
     keys.truncate(params.limit);
     let mut hits = Vec::with_capacity(keys.len());
+    let (mut bytes, mut truncated) = (0_usize, false);
     let mut snippets: Vec<Option<SnippetGenerator>> = (0..parts.len()).map(|_| None).collect();
     for (_, part, addr) in &keys {
         let searcher = &parts[*part].1;
@@ -249,10 +255,17 @@ pub fn search(
                 );
             }
         }
+        let size = serde_json::to_vec(&hit).map_or(0, |b| b.len());
+        if !hits.is_empty() && bytes.saturating_add(size) > params.max_response_bytes {
+            truncated = true;
+            break;
+        }
+        bytes = bytes.saturating_add(size);
         hits.push(hit);
     }
-    let next_cursor = (keys.len() == params.limit)
-        .then(|| keys.last())
+    let sent = &keys[..hits.len()];
+    let next_cursor = (truncated || keys.len() == params.limit)
+        .then(|| sent.last())
         .flatten()
         .map(|&((timestamp_nanos, uid), _, _)| {
             Cursor {
@@ -266,6 +279,7 @@ pub fn search(
         total,
         hits,
         next_cursor,
+        truncated,
     })
 }
 
@@ -431,6 +445,62 @@ mod tests {
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
         parse_search_params(&owned, 0, &QueryLimits::CEILING).expect("valid params")
+    }
+
+    /// A page stops at its byte budget with a cursor after the last hit sent, and
+    /// paging on under the same budget still reaches every hit exactly once.
+    #[tokio::test]
+    async fn pages_stop_at_the_byte_budget_and_continue() {
+        let (_dir, store) = store_with(60).await;
+        let one = {
+            let mut p = params(&[("limit", "1")]);
+            p.max_response_bytes = usize::MAX;
+            let r = search(&store, &p, &deadline()).expect("search");
+            serde_json::to_vec(&r.hits[0]).expect("json").len()
+        };
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let mut pairs = vec![("limit", "50")];
+            if let Some(c) = &cursor {
+                pairs.push(("cursor", c));
+            }
+            let mut p = params(&pairs);
+            p.max_response_bytes = one * 5 + one / 2;
+            let r = search(&store, &p, &deadline()).expect("search");
+            pages += 1;
+            let bytes: usize = r
+                .hits
+                .iter()
+                .map(|h| serde_json::to_vec(h).expect("json").len())
+                .sum();
+            assert!(bytes <= p.max_response_bytes, "{bytes} over the budget");
+            assert!(!r.hits.is_empty());
+            seen.extend(
+                r.hits
+                    .iter()
+                    .map(|h| h["id"].as_str().unwrap_or("").to_owned()),
+            );
+            match r.next_cursor {
+                Some(c) => {
+                    assert!(r.truncated || r.hits.len() == 50);
+                    cursor = Some(c);
+                }
+                None => break,
+            }
+        }
+        let n = seen.len();
+        seen.sort();
+        seen.dedup();
+        assert_eq!((n, seen.len()), (60, 60));
+        assert!(pages >= 10, "{pages} pages of about 5 hits");
+        // A budget smaller than one hit still sends one, so paging always progresses.
+        let mut p = params(&[("limit", "50")]);
+        p.max_response_bytes = 1;
+        let r = search(&store, &p, &deadline()).expect("search");
+        assert_eq!(r.hits.len(), 1);
+        assert!(r.truncated && r.next_cursor.is_some());
     }
 
     /// Events at the largest timestamp (stored before ingest bounded timestamps, or

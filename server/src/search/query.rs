@@ -161,6 +161,8 @@ pub struct SearchParams {
     pub fields: Option<Vec<String>>,
     /// Add a highlighted snippet of `message` to each hit.
     pub highlight: bool,
+    /// Most bytes of hits in the response (`[limits] search_max_response_bytes`).
+    pub max_response_bytes: usize,
 }
 
 /// The query and time range that count, aggregate and tail share.

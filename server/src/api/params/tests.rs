@@ -31,6 +31,7 @@ fn params() -> SearchParams {
         order: Order::Desc,
         fields: None,
         highlight: false,
+        max_response_bytes: usize::MAX,
     }
 }
 

@@ -190,6 +190,7 @@ pub async fn run(
         alerter: alerting.as_ref().map(|a| a.alerter.clone()),
         limits: config.limits.clone(),
         security: config.security.clone(),
+        tails: search::tail_hub::TailHub::start(store.clone(), metrics.clone()),
     });
     let http_tls = tls
         .clone()

@@ -42,6 +42,8 @@ pub struct AppState {
     pub limits: crate::limits::LimitsConfig,
     /// `[security]`: API tokens and roles.
     pub security: crate::security::SecurityConfig,
+    /// The live tail's fan-out of the store's tap.
+    pub tails: crate::search::tail_hub::TailHub,
 }
 
 /// The live tail: exempt from `http_request_timeout_ms` once it streams.
@@ -257,11 +259,17 @@ async fn tail_handler(
     let params = parse_tail_params(&pairs(raw.as_deref()), last_id, &limits(&state))
         .map_err(|e| rejected(&state, e))?;
     let slot = guards.tails.acquire(&state.metrics).await?;
+    let budget = crate::search::tail::TailBudget {
+        search: guards.search_budget(),
+        buffer_bytes: state.limits.tail_max_buffer_bytes,
+        replay_bytes: state.limits.tail_max_replay_bytes,
+    };
     let sse = crate::search::tail::start(
         state.store.clone(),
         state.metrics.clone(),
+        state.tails.clone(),
         params,
-        guards.search_budget(),
+        budget,
         slot,
     )
     .map_err(|e| rejected(&state, e))?;

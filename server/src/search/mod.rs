@@ -6,6 +6,7 @@ pub(crate) mod aggregate;
 pub(crate) mod fields;
 pub mod query;
 pub(crate) mod tail;
+pub(crate) mod tail_hub;
 
 use std::cell::Cell;
 use std::cmp::Reverse;
@@ -537,7 +538,7 @@ mod tests {
             }
             let p = crate::api::params::parse_aggregate_params(&pairs, 0, &QueryLimits::CEILING)
                 .expect("params");
-            match crate::search::aggregate::aggregate(&store, &p, &deadline()) {
+            match aggregate::aggregate(&store, &p, &deadline()) {
                 Ok(r) => assert_eq!(r.total, 12, "{interval:?}"),
                 Err(SearchError::Query(e)) => {
                     let text = e.to_string();

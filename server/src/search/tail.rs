@@ -6,33 +6,29 @@
 //! gets, from the committed index, every matching event after that id (once the batches
 //! tapped before it reconnected are committed), then the live stream, with nothing
 //! twice. Matching runs the real query on a small in-memory index of the new batches,
-//! so tail and search agree on what matches.
+//! built once for every client by the hub (`tail_hub.rs`), so tail and search agree on
+//! what matches and a slow client never holds more than its byte budget.
 
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use tantivy::collector::DocSetCollector;
-use tantivy::directory::RamDirectory;
+use futures::StreamExt;
+use tantivy::TantivyDocument;
 use tantivy::query::Query;
-use tantivy::{Index, TantivyDocument};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tracing::debug;
 
 use crate::metrics::Metrics;
 use crate::search::query::{CheckedQuery, Order, QueryError, build_query};
+use crate::search::tail_hub::{Live, LiveReceiver, TailHub};
 use crate::search::{Deadline, top_keys};
-use crate::store::event_id::{EventId, event_uid};
-use crate::store::schema::EventMeta;
-use crate::store::{Store, TapBatch};
+use crate::store::Store;
 
 /// Most events replayed from the index on a resume; past that the client gets `gap`.
 pub const MAX_RESUME_EVENTS: usize = 10_000;
-/// Most events matched in one in-memory index.
-const MAX_EVENTS_PER_ROUND: usize = 20_000;
 /// Longest wait for batches tapped before a resume to be committed.
 const RESUME_COMMIT_WAIT: Duration = Duration::from_secs(5);
 
@@ -49,15 +45,26 @@ fn sse_id((at, uid): (i64, u64)) -> String {
     format!("{at}.{uid:x}")
 }
 
-/// Starts the stream: checks the query at once (a bad one is a 400), then feeds the
-/// SSE response from a task that ends when the client goes away. `budget` bounds the
-/// resume's search (`[limits] search_timeout_ms`); `slot` (a `max_tail_clients` permit)
-/// is held until the stream ends.
+/// What one tail stream may use: the resume's search time (`[limits]
+/// search_timeout_ms`), its unsent live events (`tail_max_buffer_bytes`) and its replay
+/// (`tail_max_replay_bytes`).
+#[derive(Debug, Clone, Copy)]
+pub struct TailBudget {
+    pub search: Duration,
+    pub buffer_bytes: usize,
+    pub replay_bytes: usize,
+}
+
+/// Starts the stream: checks the query at once (a bad one is a 400), registers it with
+/// the hub (before any replay, so nothing falls between), then feeds the SSE response
+/// from a task that ends when the client goes away. `slot` (a `max_tail_clients`
+/// permit) is held until the stream ends.
 pub fn start(
     store: Store,
     metrics: Arc<Metrics>,
+    hub: TailHub,
     params: TailParams,
-    budget: Duration,
+    budget: TailBudget,
     slot: impl Send + 'static,
 ) -> Result<Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>>>, QueryError> {
     let TailParams {
@@ -66,23 +73,29 @@ pub fn start(
         resume_after,
     } = params;
     let query = build_query(&store.query_parser(), &store.schema, &text, None, None)?;
-    let (tx, rx) = mpsc::channel::<Result<SseEvent, Infallible>>(256);
-    let taps = store.subscribe();
+    let live_query = (!text.is_all()).then(|| query.box_clone());
+    let live = hub.register(live_query, budget.buffer_bytes);
+    let buffered = live.buffered.clone();
+    let (tx, rx) = mpsc::channel::<(usize, SseEvent)>(256);
     let tapped = store.tapped_received_at();
     tokio::spawn(async move {
         metrics.tail_clients.inc();
-        run(store, query, resume_after, budget, taps, tapped, tx).await;
+        run(store, query, resume_after, budget, tapped, live, tx).await;
         metrics.tail_clients.dec();
         drop(slot);
     });
-    Ok(Sse::new(ReceiverStream::new(rx))
-        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
+    let stream = ReceiverStream::new(rx).map(move |(cost, event)| {
+        buffered.fetch_sub(cost, Ordering::AcqRel);
+        Ok(event)
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
 }
 
 /// Events as (received_at, uid) key and JSON text.
 type KeyedJson = Vec<((i64, u64), String)>;
 
-type Tx = mpsc::Sender<Result<SseEvent, Infallible>>;
+/// The stream's items with the bytes each holds against the live budget.
+type Tx = mpsc::Sender<(usize, SseEvent)>;
 
 /// An event of the stream: its id and its JSON, which `serde_json` writes on one line
 /// (CR, LF and every control character of a message are escaped inside strings), so a
@@ -103,11 +116,12 @@ async fn run(
     store: Store,
     query: Box<dyn Query>,
     resume_after: Option<(i64, u64)>,
-    budget: Duration,
-    mut taps: broadcast::Receiver<Arc<TapBatch>>,
+    budget: TailBudget,
     tapped: i64,
+    mut live: LiveReceiver,
     tx: Tx,
 ) {
+    let send = |event: SseEvent| tx.send((0, event));
     let mut last = resume_after;
     if let Some(after) = resume_after {
         let mut committed = store.committed_received_at();
@@ -119,85 +133,55 @@ async fn run(
         let (events, truncated) = match replay {
             Ok(Ok(found)) => found,
             Ok(Err(message)) => {
-                let _ = tx.send(Ok(error_event(&message))).await;
+                let _ = send(error_event(&message)).await;
                 return;
             }
             Err(e) => {
-                let _ = tx.send(Ok(error_event(&e.to_string()))).await;
+                let _ = send(error_event(&e.to_string())).await;
                 return;
             }
         };
         if truncated {
-            let note = serde_json::json!({"message": format!("more than {MAX_RESUME_EVENTS} events since Last-Event-ID; search for the rest")});
-            let _ = tx
-                .send(Ok(SseEvent::default().event("gap").data(note.to_string())))
-                .await;
+            let note = serde_json::json!({"message": format!(
+                "more than {MAX_RESUME_EVENTS} events or {} bytes since Last-Event-ID; search for the rest",
+                budget.replay_bytes
+            )});
+            let _ = send(SseEvent::default().event("gap").data(note.to_string())).await;
         }
         for (key, json) in events {
-            if tx.send(Ok(data_event(key, &json))).await.is_err() {
+            if send(data_event(key, &json)).await.is_err() {
                 return;
             }
             last = Some(key);
         }
     }
     loop {
-        let first = tokio::select! {
-            got = taps.recv() => got,
+        let item = tokio::select! {
+            got = live.rx.recv() => got,
             () = tx.closed() => return,
         };
-        let mut batches = Vec::new();
-        match first {
-            Ok(b) => batches.push(b),
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                let note = serde_json::json!({"missed_batches": missed, "message": "the stream fell behind; search for the events in between"});
-                if tx
-                    .send(Ok(SseEvent::default()
-                        .event("lagged")
-                        .data(note.to_string())))
-                    .await
-                    .is_err()
-                {
-                    return;
+        let Some(item) = item else { return };
+        let cost = item.cost();
+        let event = match item {
+            Live::Event((key, json)) => {
+                if last.is_some_and(|l| key <= l) {
+                    live.buffered.fetch_sub(cost, Ordering::AcqRel);
+                    continue;
                 }
-                continue;
+                last = Some(key);
+                data_event(key, &json)
             }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-        let mut n: usize = batches[0].events.len();
-        while n < MAX_EVENTS_PER_ROUND {
-            match taps.try_recv() {
-                Ok(b) => {
-                    n += b.events.len();
-                    batches.push(b);
-                }
-                Err(_) => break,
+            Live::Gap { missed } => {
+                let note = serde_json::json!({"missed_events": missed, "message": "this client read too slowly; the events in between were not sent; search for them"});
+                SseEvent::default().event("gap").data(note.to_string())
             }
-        }
-        let (s, q) = (store.clone(), query.box_clone());
-        let matched =
-            tokio::task::spawn_blocking(move || match_batches(&s, q.as_ref(), &batches)).await;
-        let matched = match matched {
-            Ok(Ok(m)) => m,
-            Ok(Err(message)) => {
-                debug!(error = %message, "tail matching failed");
-                let _ = tx.send(Ok(error_event(&message))).await;
-                return;
-            }
-            Err(e) => {
-                let message = e.to_string();
-                debug!(error = %message, "tail matching failed");
-                let _ = tx.send(Ok(error_event(&message))).await;
-                return;
+            Live::Lagged { missed_batches } => {
+                let note = serde_json::json!({"missed_batches": missed_batches, "message": "the stream fell behind; search for the events in between"});
+                SseEvent::default().event("lagged").data(note.to_string())
             }
         };
-        for (key, json) in matched {
-            if last.is_some_and(|l| key <= l) {
-                continue;
-            }
-            if tx.send(Ok(data_event(key, &json))).await.is_err() {
-                return;
-            }
-            last = Some(key);
+        if tx.send((cost, event)).await.is_err() {
+            return;
         }
     }
 }
@@ -207,9 +191,11 @@ fn replay(
     store: &Store,
     query: &dyn Query,
     after: (i64, u64),
-    budget: Duration,
+    budget: TailBudget,
 ) -> Result<(KeyedJson, bool), String> {
-    let deadline = Deadline::after(budget);
+    let deadline = Deadline::after(budget.search);
+    let mut bytes = 0_usize;
+    let mut over = false;
     let mut found = Vec::new();
     for (_, searcher) in store.searchers(None, None) {
         let keys = top_keys(
@@ -226,62 +212,18 @@ fn replay(
             let doc: TantivyDocument = searcher.doc(addr).map_err(|e| e.to_string())?;
             let json =
                 serde_json::to_string(&store.schema.event_json(&doc)).map_err(|e| e.to_string())?;
+            bytes = bytes.saturating_add(json.len());
+            if bytes > budget.replay_bytes {
+                over = true;
+                break;
+            }
             found.push((key, json));
         }
     }
     found.sort_by_key(|(k, _)| *k);
-    let truncated = found.len() > MAX_RESUME_EVENTS;
+    let truncated = over || found.len() > MAX_RESUME_EVENTS;
     found.truncate(MAX_RESUME_EVENTS);
     Ok((found, truncated))
-}
-
-/// Indexes the batches in memory and runs the query on them; matching events in
-/// (received_at, uid) order.
-fn match_batches(
-    store: &Store,
-    query: &dyn Query,
-    batches: &[Arc<TapBatch>],
-) -> Result<KeyedJson, String> {
-    let schema = &store.schema;
-    let mut writer = Index::builder()
-        .schema(schema.schema.clone())
-        .single_segment_index_writer(RamDirectory::create(), 15_000_000)
-        .map_err(|e| e.to_string())?;
-    for batch in batches {
-        for (i, event) in batch.events.iter().enumerate() {
-            let id = EventId::new(&batch.collector_id, batch.sequence, i).to_string();
-            let meta = EventMeta {
-                id: &id,
-                uid: event_uid(&id),
-                received_at_nanos: batch.received_at_nanos,
-                generation: 0,
-            };
-            writer
-                .add_document(schema.document(event, &meta))
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    let index = writer.finalize().map_err(|e| e.to_string())?;
-    let searcher = index.reader().map_err(|e| e.to_string())?.searcher();
-    let docs: HashSet<tantivy::DocAddress> = searcher
-        .search(query, &DocSetCollector)
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(docs.len());
-    for addr in docs {
-        let doc: TantivyDocument = searcher.doc(addr).map_err(|e| e.to_string())?;
-        let json = schema.event_json(&doc);
-        let at = doc
-            .get_first(schema.received_at)
-            .and_then(|v| tantivy::schema::Value::as_datetime(&v))
-            .map_or(0, tantivy::DateTime::into_timestamp_nanos);
-        let key = (at, event_uid(&json.id));
-        out.push((
-            key,
-            serde_json::to_string(&json).map_err(|e| e.to_string())?,
-        ));
-    }
-    out.sort_by_key(|(k, _)| *k);
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -62,6 +62,7 @@ async fn serve(with_tokens: bool) -> Api {
             });
         }
     }
+    let tails = crate::search::tail_hub::TailHub::start(store.clone(), metrics.clone());
     let state = AppState {
         store,
         metrics: metrics.clone(),
@@ -72,6 +73,7 @@ async fn serve(with_tokens: bool) -> Api {
         alerter: None,
         limits: limits(),
         security: security.clone(),
+        tails,
     };
     let mut guards = Guards::new(&limits(), &security, metrics);
     guards.searches = Slots::new(

@@ -6,7 +6,7 @@ use logward_proto::Batch;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::docker::{FIELD_DECODE_ERROR, FIELD_TRUNCATED};
+use crate::stamp::{FIELD_DECODE_ERROR, FIELD_TRUNCATED};
 
 const ID: &str = "c0ffee";
 

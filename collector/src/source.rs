@@ -77,11 +77,6 @@ impl Queue {
     pub fn push(&mut self, offer: Offer) {
         self.items.push_back(offer);
     }
-
-    /// Whether nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
 }
 
 impl Source for Queue {

@@ -389,6 +389,7 @@ impl DockerSource {
     }
 
     /// The next event from any container, round-robin; `None` when all are drained for now.
+    /// It reads past an event held by [`Source::peek`]: the pipeline reads through [`Source`].
     pub fn next_event(&mut self) -> Option<SourcedEvent> {
         let n = self.order.len();
         for step in 0..n {

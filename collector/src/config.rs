@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::docker::filter::{Filter, FilterSpec};
+use crate::container::filter::{Filter, FilterSpec};
 
 /// Default gRPC address of the logward server.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7420";

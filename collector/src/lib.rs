@@ -11,6 +11,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod container;
 pub mod docker;
 pub mod journald;
 pub mod metrics;
@@ -18,6 +19,8 @@ pub mod notify_dir;
 pub mod pipeline;
 pub mod security;
 pub mod ship;
+pub mod source;
+pub mod stamp;
 pub mod tls;
 
 use std::future::Future;
@@ -194,7 +197,7 @@ fn ticker(period: Duration) -> tokio::time::Interval {
 async fn main_loop(
     config: &Config,
     pipeline: &mut Pipeline,
-    events: &mut mpsc::Receiver<ship::ShipEvent>,
+    events: &mut mpsc::Receiver<pipeline::ShipEvent>,
     metrics: &metrics::Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
@@ -238,7 +241,7 @@ async fn main_loop(
                 let Some(event) = event else {
                     return Err(Error::Internal("the shipper stopped".to_owned()));
                 };
-                let connected = matches!(event, ship::ShipEvent::Connected { .. });
+                let connected = matches!(event, pipeline::ShipEvent::Connected { .. });
                 pipeline.on_ship_event(event)?;
                 if connected {
                     pipeline.poll();

@@ -21,6 +21,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::config::{Compression, Config};
 use crate::metrics::Metrics;
+use crate::pipeline::ShipEvent;
 use crate::tls;
 
 /// How long to wait for the server's answer to the handshake.
@@ -36,23 +37,6 @@ const SLOW_BACKOFF_MIN: Duration = Duration::from_secs(5);
 const SLOW_BACKOFF_MAX: Duration = Duration::from_secs(120);
 /// Shortest delay after the server throttled this collector.
 const THROTTLED_MIN: Duration = Duration::from_secs(1);
-
-/// What the shipper tells the pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShipEvent {
-    /// A stream is up and the handshake answered.
-    Connected {
-        /// Highest sequence of this collector the server holds.
-        high_water: u64,
-    },
-    /// The server holds the batch durably.
-    Acked {
-        /// The batch.
-        sequence: u64,
-        /// How many of its events the server already had.
-        duplicates: u32,
-    },
-}
 
 /// Exponential backoff with jitter: each delay is drawn from `[d/2, d]`, `d` doubling from
 /// [`BACKOFF_MIN`] up to [`BACKOFF_MAX`].

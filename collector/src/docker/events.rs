@@ -1,13 +1,11 @@
 //! The audit events the collector makes itself (`source = collector`): a container's posture
 //! and a gap (log lines lost before they were read).
 
-use logward_proto::{Container, Event, Source, Values};
+use logward_proto::{Container, Event};
 use prost::bytes::Bytes;
 
 use super::posture::Posture;
-
-/// `logward.event`: what kind of collector event this is (`posture` or `gap`).
-pub const FIELD_EVENT: &str = "logward.event";
+use crate::stamp::{FIELD_EVENT, set_values as set};
 
 /// Why lines were lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +33,7 @@ pub fn posture_event(
     posture: &Posture,
     now_nanos: i64,
 ) -> Event {
-    let mut event = collector_event(host, container, now_nanos);
+    let mut event = crate::stamp::collector_event(host, Some(container), now_nanos);
     event.message = Bytes::from(format!(
         "container posture: {} ({}) {}",
         display_name(container),
@@ -64,7 +62,7 @@ pub fn gap_event(
     reason: GapReason,
     now_nanos: i64,
 ) -> Event {
-    let mut event = collector_event(host, container, now_nanos);
+    let mut event = crate::stamp::collector_event(host, Some(container), now_nanos);
     event.message = Bytes::from(format!(
         "log gap: about {bytes_lost_estimate} bytes of {file} of container {} were lost before \
          they were read ({})",
@@ -95,22 +93,10 @@ fn display_name(container: &Container) -> &str {
     }
 }
 
-fn collector_event(host: &str, container: &Container, now_nanos: i64) -> Event {
-    Event {
-        host: host.to_owned(),
-        source: Source::Collector as i32,
-        container: Some(container.clone()),
-        timestamp_nanos: now_nanos,
-        ..Event::default()
-    }
-}
-
-fn set(event: &mut Event, name: &str, values: Vec<String>) {
-    event.fields.insert(name.to_owned(), Values { values });
-}
-
 #[cfg(test)]
 mod tests {
+    use logward_proto::Source;
+
     use super::*;
 
     fn container() -> Container {

@@ -5,32 +5,31 @@ pub mod chain;
 pub mod decode;
 pub mod events;
 pub mod files;
-pub mod filter;
-pub mod meta;
 pub mod posture;
 pub mod tail;
 
-use std::collections::{BTreeMap, VecDeque};
+/// Moved to [`crate::container::meta`] (shared with journald); kept here for the fuzz targets.
+pub use crate::container::meta;
+
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use logward_proto::{Container, Event, Source, Values};
+use logward_proto::{Container, Event};
 use prost::bytes::Bytes;
 
 use crate::checkpoint::{FileKey, FileRange, FileState};
+use crate::container::filter::Filter;
+use crate::container::meta::{ContainerMeta, parse_container_config};
+use crate::source::{Offer, Position, Queue, Source};
+use crate::stamp::{self, FIELD_DECODE_ERROR, FIELD_TRUNCATED, now_nanos, set_field};
 use chain::{Chain, Notice, Positions};
 use events::{GapReason, gap_event, posture_event};
 use files::LogReader;
-use filter::Filter;
-use meta::{ContainerMeta, parse_container_config};
 use posture::{Posture, parse_host_config};
 use tail::{Limits, Record, TailItem, Tailer};
 
-/// Field set on events whose message was cut at `max_event_bytes`.
-pub const FIELD_TRUNCATED: &str = "logward.truncated";
-/// Field set on lines that could not be decoded; holds the error.
-pub const FIELD_DECODE_ERROR: &str = "logward.decode_error";
 /// Field set on partial lines whose final chunk never came.
 pub const FIELD_INCOMPLETE: &str = "logward.incomplete";
 
@@ -43,6 +42,18 @@ pub struct SourcedEvent {
     pub range: FileRange,
     /// The range must not be merged with the next one (see [`TailItem::forced`]).
     pub forced: bool,
+}
+
+impl From<SourcedEvent> for Offer {
+    fn from(sourced: SourcedEvent) -> Self {
+        Self {
+            event: Some(sourced.event),
+            position: Position::File {
+                range: sourced.range,
+                forced: sourced.forced,
+            },
+        }
+    }
 }
 
 /// A container: its metadata, posture, and files.
@@ -116,7 +127,9 @@ pub struct DockerSource {
     order: Vec<String>,
     cursor: usize,
     /// Events the collector made (posture, gap) waiting to be batched.
-    synthetic: VecDeque<Event>,
+    synthetic: Queue,
+    /// The event read and shown by [`Source::peek`], not taken yet.
+    peeked: Option<Offer>,
     stats: SourceStats,
     scanned: bool,
 }
@@ -131,7 +144,8 @@ impl DockerSource {
             availability: Availability::Unknown,
             order: Vec::new(),
             cursor: 0,
-            synthetic: VecDeque::new(),
+            synthetic: Queue::default(),
+            peeked: None,
             stats: SourceStats::default(),
             scanned: false,
         }
@@ -178,12 +192,13 @@ impl DockerSource {
 
     /// Takes the next event the collector made itself.
     pub fn next_synthetic(&mut self) -> Option<Event> {
-        self.synthetic.pop_front()
+        self.synthetic.take().and_then(|offer| offer.event)
     }
 
-    /// Gives back an event taken with [`Self::next_synthetic`] that did not fit.
-    pub fn requeue_synthetic(&mut self, event: Event) {
-        self.synthetic.push_front(event);
+    /// The events the collector made itself (posture, gap), a source of their own: they are
+    /// batched before anything read.
+    pub fn made(&mut self) -> &mut Queue {
+        &mut self.synthetic
     }
 
     /// Re-arms every container for reading (new data was written).
@@ -363,17 +378,18 @@ impl DockerSource {
         );
         self.stats.gaps += 1;
         self.stats.bytes_lost += lost;
-        self.synthetic.push_back(gap_event(
+        self.synthetic.push(Offer::unplaced(gap_event(
             &self.options.hostname,
             &container,
             &path.display().to_string(),
             lost,
             reason,
             now_nanos(),
-        ));
+        )));
     }
 
     /// The next event from any container, round-robin; `None` when all are drained for now.
+    /// It reads past an event held by [`Source::peek`]: the pipeline reads through [`Source`].
     pub fn next_event(&mut self) -> Option<SourcedEvent> {
         let n = self.order.len();
         for step in 0..n {
@@ -440,10 +456,8 @@ impl DockerSource {
             end: item.end,
         };
         let mut event = Event {
-            host: self.options.hostname.clone(),
-            source: Source::Docker as i32,
             container: Some(self.container(container_id)),
-            ..Event::default()
+            ..stamp::event(&self.options.hostname, logward_proto::Source::Docker)
         };
         match item.record {
             Record::Line {
@@ -547,12 +561,12 @@ impl DockerSource {
             && previous.as_ref() != Some(posture)
         {
             self.stats.postures += 1;
-            self.synthetic.push_back(posture_event(
+            self.synthetic.push(Offer::unplaced(posture_event(
                 &self.options.hostname,
                 &proto,
                 posture,
                 now_nanos(),
-            ));
+            )));
         }
         container.meta = Some(CachedMeta {
             proto,
@@ -573,20 +587,6 @@ fn read_meta(id: &str, config_path: &Path) -> ContainerMeta {
             ContainerMeta::unknown(id)
         }
     }
-}
-
-/// The id of the container this process runs in, if any (see [`filter::own_container_id`]).
-pub fn own_container_id(hostname: &str) -> Option<String> {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let id = filter::own_container_id(
-        &read("/proc/self/cgroup"),
-        &read("/proc/self/mountinfo"),
-        hostname,
-    );
-    if let Some(id) = &id {
-        tracing::info!(container = %id, "running in a container: its own logs are not collected (include_self = true to collect them)");
-    }
-    id
 }
 
 /// The container id of a log file path: the name of its directory.
@@ -645,19 +645,20 @@ fn find_file(recorded: &Path, key: FileKey) -> io::Result<(PathBuf, LogReader)> 
     ))
 }
 
-fn set_field(event: &mut Event, name: &str, value: &str) {
-    event.fields.insert(
-        name.to_owned(),
-        Values {
-            values: vec![value.to_owned()],
-        },
-    );
-}
+/// The logs read, one event at a time in round-robin order over the containers.
+impl Source for DockerSource {
+    fn peek(&mut self) -> Option<&Offer> {
+        if self.peeked.is_none() {
+            self.peeked = self.next_event().map(Offer::from);
+        }
+        self.peeked.as_ref()
+    }
 
-/// The current time in nanoseconds since the Unix epoch.
-pub fn now_nanos() -> i64 {
-    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
-    i64::try_from(nanos).unwrap_or(i64::MAX)
+    fn take(&mut self) -> Option<Offer> {
+        self.peeked
+            .take()
+            .or_else(|| self.next_event().map(Offer::from))
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use super::*;
-use crate::docker::filter::FilterSpec;
+use crate::container::filter::FilterSpec;
 
 const ID: &str = "c0ffee";
 

@@ -6,6 +6,7 @@ use prost::bytes::Bytes;
 
 use super::decode::JournalEntry;
 use crate::config::Config;
+use crate::stamp::{self, FIELD_EVENT, set_values as set};
 
 /// Set on Docker journald-driver entries whose `CONTAINER_*` fields did not come from a
 /// container engine; holds the `_COMM` that sent them.
@@ -84,11 +85,9 @@ pub fn to_event(
     max_event_bytes: usize,
 ) -> Event {
     let mut event = Event {
-        host: hostname.to_owned(),
-        source: Source::Journald as i32,
         timestamp_nanos: entry.timestamp_nanos,
         message: Bytes::from(entry.message),
-        ..Event::default()
+        ..stamp::event(hostname, Source::Journald)
     };
     if entry.timestamp_nanos == 0 {
         event.timestamp_nanos = now_nanos;
@@ -147,25 +146,18 @@ pub fn cap_event(event: &mut Event, limit: usize) {
 /// The loud gap event of a journald cursor that is not in the journal any more.
 pub fn cursor_gap_event(hostname: &str, cursor: &str, reason: &str, now_nanos: i64) -> Event {
     let mut event = Event {
-        host: hostname.to_owned(),
-        source: Source::Collector as i32,
-        timestamp_nanos: now_nanos,
         message: Bytes::from(format!(
             "log gap: the journal cursor is not in the journal any more ({reason}); entries \
              after it may be lost; reading resumes at the oldest retained entry"
         )),
-        ..Event::default()
+        ..stamp::collector_event(hostname, None, now_nanos)
     };
-    set(&mut event, "logward.event", vec!["gap".to_owned()]);
+    set(&mut event, FIELD_EVENT, vec!["gap".to_owned()]);
     set(&mut event, "gap.reason", vec!["cursor_invalid".to_owned()]);
     set(&mut event, "gap.source", vec!["journald".to_owned()]);
     set(&mut event, "gap.cursor", vec![cursor.to_owned()]);
     set(&mut event, "gap.detail", vec![reason.to_owned()]);
     event
-}
-
-fn set(event: &mut Event, name: &str, values: Vec<String>) {
-    event.fields.insert(name.to_owned(), Values { values });
 }
 
 #[cfg(test)]

@@ -21,9 +21,10 @@ use logward_proto::Event;
 use tokio::sync::Notify;
 
 use crate::config::{Config, JournalStart};
-use crate::docker::filter::Filter;
-use crate::docker::meta::{ContainerMeta, parse_container_config};
-use crate::docker::now_nanos;
+use crate::container::filter::Filter;
+use crate::container::meta::{ContainerMeta, parse_container_config};
+use crate::source::{Offer, Position, Source};
+use crate::stamp::{self, FIELD_DECODE_ERROR, FIELD_TRUNCATED, now_nanos, set_field};
 use decode::{ContainerRef, decode_entry};
 use event::{EntryFilter, cursor_gap_event, to_event};
 use reader::{From, Location, Probe, SharedChild};
@@ -37,20 +38,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Container metadata cached at most for this many containers.
 const META_CACHE: usize = 1024;
 
-/// One thing read from the journal: an event to ship, or only a cursor to move past
-/// (a filtered entry), or both.
-#[derive(Debug)]
-pub struct Item {
-    /// The event; `None` for an entry the filters dropped.
-    pub event: Option<Event>,
-    /// The entry's cursor; `None` for events the collector made itself.
-    pub cursor: Option<String>,
-}
-
-/// The journald source handle held by the pipeline.
+/// The journald source handle held by the pipeline. What it offers is an event to ship,
+/// or only a cursor to move past (an entry the filters dropped), or both; events the
+/// collector made itself and lines that were not entries have no cursor.
 pub struct JournaldSource {
-    rx: Receiver<Item>,
-    pending: Option<Item>,
+    rx: Receiver<Offer>,
+    /// The item shown by [`Source::peek`], not taken yet.
+    pending: Option<Offer>,
     stop: Arc<AtomicBool>,
     child: SharedChild,
 }
@@ -104,15 +98,19 @@ impl JournaldSource {
             child,
         }
     }
+}
 
-    /// The next item, if one is queued.
-    pub fn next_item(&mut self) -> Option<Item> {
-        self.pending.take().or_else(|| self.rx.try_recv().ok())
+/// The entries queued by the reader thread, in journal order.
+impl Source for JournaldSource {
+    fn peek(&mut self) -> Option<&Offer> {
+        if self.pending.is_none() {
+            self.pending = self.rx.try_recv().ok();
+        }
+        self.pending.as_ref()
     }
 
-    /// Gives back an item taken with [`Self::next_item`] that did not fit.
-    pub fn requeue(&mut self, item: Item) {
-        self.pending = Some(item);
+    fn take(&mut self) -> Option<Offer> {
+        self.pending.take().or_else(|| self.rx.try_recv().ok())
     }
 }
 
@@ -151,7 +149,7 @@ struct Worker {
     entry_filter: EntryFilter,
     container_filter: Option<Filter>,
     max_event_bytes: usize,
-    tx: SyncSender<Item>,
+    tx: SyncSender<Offer>,
     wake: Arc<Notify>,
     stop: Arc<AtomicBool>,
     child: SharedChild,
@@ -169,7 +167,7 @@ impl Worker {
         self.stop.load(Ordering::Relaxed)
     }
 
-    fn send(&self, item: Item) -> Sent {
+    fn send(&self, item: Offer) -> Sent {
         let mut item = item;
         loop {
             match self.tx.try_send(item) {
@@ -203,10 +201,7 @@ impl Worker {
                             "journald cursor is not in the journal: gap, reading from the oldest retained entry"
                         );
                         let gap = cursor_gap_event(&self.hostname, c, &reason, now_nanos());
-                        if let Sent::Closed = self.send(Item {
-                            event: Some(gap),
-                            cursor: None,
-                        }) {
+                        if let Sent::Closed = self.send(Offer::unplaced(gap)) {
                             return;
                         }
                         From::Start(JournalStart::Beginning)
@@ -278,9 +273,9 @@ impl Worker {
                     *cursor = Some(entry.cursor.clone());
                     let entry_cursor = entry.cursor.clone();
                     let event = self.entry_event(entry);
-                    Item {
+                    Offer {
                         event,
-                        cursor: Some(entry_cursor),
+                        position: Position::Cursor(entry_cursor),
                     }
                 }
                 Err(error) => {
@@ -288,15 +283,12 @@ impl Worker {
                     if bad == 1 || bad.is_multiple_of(1000) {
                         tracing::warn!(%error, cut, count = bad, "journalctl printed a line that is not a journal entry, shipping it raw");
                     }
-                    Item {
-                        event: Some(raw_event(
-                            &self.hostname,
-                            &line[..line.len().min(self.max_event_bytes)],
-                            &error.to_string(),
-                            cut || line.len() > self.max_event_bytes,
-                        )),
-                        cursor: None,
-                    }
+                    Offer::unplaced(raw_event(
+                        &self.hostname,
+                        &line[..line.len().min(self.max_event_bytes)],
+                        &error.to_string(),
+                        cut || line.len() > self.max_event_bytes,
+                    ))
                 }
             };
             if let Sent::Closed = self.send(item) {
@@ -382,23 +374,13 @@ impl Worker {
 
 fn raw_event(hostname: &str, line: &[u8], error: &str, cut: bool) -> Event {
     let mut event = Event {
-        host: hostname.to_owned(),
-        source: logward_proto::Source::Journald as i32,
         timestamp_nanos: now_nanos(),
         message: prost::bytes::Bytes::copy_from_slice(line),
-        ..Event::default()
+        ..stamp::event(hostname, logward_proto::Source::Journald)
     };
-    let mut set = |k: &str, v: &str| {
-        event.fields.insert(
-            k.to_owned(),
-            logward_proto::Values {
-                values: vec![v.to_owned()],
-            },
-        );
-    };
-    set(crate::docker::FIELD_DECODE_ERROR, error);
+    set_field(&mut event, FIELD_DECODE_ERROR, error);
     if cut {
-        set(crate::docker::FIELD_TRUNCATED, "true");
+        set_field(&mut event, FIELD_TRUNCATED, "true");
     }
     event
 }

@@ -6,7 +6,8 @@ use logward_proto::Batch;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::docker::{FIELD_DECODE_ERROR, FIELD_TRUNCATED};
+use crate::source::{Offer, Position};
+use crate::stamp::{FIELD_DECODE_ERROR, FIELD_TRUNCATED};
 
 const ID: &str = "c0ffee";
 
@@ -353,4 +354,99 @@ async fn journaled_batches_are_resent_even_with_docker_switched_off() {
     assert_eq!(take(&mut rx), sent);
     pump(&mut pipeline);
     assert!(take(&mut rx).is_empty());
+}
+
+/// A source that offers a script of items and records which it gave away, in order.
+struct Script {
+    items: std::collections::VecDeque<Offer>,
+    taken: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Script {
+    fn new(items: &[(Option<&str>, &str)]) -> Self {
+        let items = items
+            .iter()
+            .map(|(message, cursor)| Offer {
+                event: message.map(|m| logward_proto::Event {
+                    message: m.to_owned().into(),
+                    ..crate::stamp::event("box", logward_proto::Source::Journald)
+                }),
+                position: Position::Cursor((*cursor).to_owned()),
+            })
+            .collect();
+        Self {
+            items,
+            taken: std::sync::Arc::default(),
+        }
+    }
+}
+
+impl Source for Script {
+    fn peek(&mut self) -> Option<&Offer> {
+        self.items.front()
+    }
+
+    fn take(&mut self) -> Option<Offer> {
+        let offer = self.items.pop_front()?;
+        let shown = match (&offer.event, &offer.position) {
+            (Some(event), _) => String::from_utf8_lossy(&event.message).into_owned(),
+            (None, Position::Cursor(cursor)) => format!("cursor {cursor}"),
+            (None, _) => "nothing".to_owned(),
+        };
+        self.taken.lock().unwrap().push(shown);
+        Some(offer)
+    }
+}
+
+#[tokio::test]
+async fn an_item_that_does_not_fit_a_full_window_waits_first_in_its_source() {
+    let mut env = env(1000, 1);
+    env.config.no_journald = true;
+    env.config.batch_max_bytes = 200;
+    let (a, b, c) = ("a".repeat(100), "b".repeat(100), "c".repeat(100));
+    let script = Script::new(&[
+        (Some(&a), "c1"),
+        (Some(&b), "c2"),
+        (None, "c3"),
+        (Some(&c), "c4"),
+    ]);
+    let taken = script.taken.clone();
+    let (mut pipeline, mut rx) = start(&env.config, 0);
+    pipeline.journald = Some(Box::new(script));
+
+    pipeline.fill().unwrap();
+    assert_eq!(messages(&take(&mut rx)), [vec![a.clone()]]);
+    pipeline.fill().unwrap();
+    pipeline.flush().unwrap();
+    assert!(take(&mut rx).is_empty(), "the window of 1 is full");
+    assert_eq!(
+        *taken.lock().unwrap(),
+        [a.as_str(), b.as_str(), "cursor c3"],
+        "the item that did not fit is not taken, however often it is looked at"
+    );
+
+    pipeline.on_ack(1);
+    pipeline.fill().unwrap();
+    let mut batches = take(&mut rx);
+    pipeline.on_ack(2);
+    pipeline.flush().unwrap();
+    batches.extend(take(&mut rx));
+    assert_eq!(sequences(&batches), [2, 3]);
+    assert_eq!(messages(&batches), [vec![b.clone()], vec![c.clone()]]);
+    assert_eq!(
+        *taken.lock().unwrap(),
+        [a.as_str(), b.as_str(), "cursor c3", c.as_str()],
+        "each item is taken once, in order"
+    );
+    let (_, loaded) = StateDir::open(&env.config.state_dir).unwrap();
+    let cursors: Vec<Option<&str>> = loaded
+        .journal
+        .iter()
+        .map(|r| r.journald_cursor.as_deref())
+        .collect();
+    assert_eq!(
+        cursors,
+        [Some("c1"), Some("c3"), Some("c4")],
+        "a batch records the cursor of the last item it took"
+    );
 }

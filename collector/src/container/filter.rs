@@ -1,6 +1,6 @@
 //! Which containers are collected: include/exclude by name, image and label (glob patterns),
 //! and the collector's own container, found from `/proc/self`. Pure: the readers of `/proc`
-//! are in [`crate::docker`].
+//! are in [`crate::container`].
 
 use std::collections::BTreeMap;
 

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use logward_proto::Container;
 use serde::Deserialize;
-
-use super::decode::parse_time;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// What logward knows about a container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,10 +119,16 @@ pub fn parse_container_config(bytes: &[u8]) -> Result<ContainerMeta, MetaError> 
         image,
         image_id: raw.image.unwrap_or_default(),
         labels,
-        created_nanos: raw.created.as_deref().and_then(|c| parse_time(c).ok()),
+        created_nanos: raw.created.as_deref().and_then(parse_time),
         user,
         apparmor_profile: raw.app_armor_profile.unwrap_or_default(),
     })
+}
+
+/// An RFC 3339 time in nanoseconds since the Unix epoch, if it parses and fits.
+fn parse_time(value: &str) -> Option<i64> {
+    let parsed = OffsetDateTime::parse(value, &Rfc3339).ok()?;
+    i64::try_from(parsed.unix_timestamp_nanos()).ok()
 }
 
 #[cfg(test)]

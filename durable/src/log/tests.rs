@@ -317,3 +317,71 @@ fn read_lines_needs_only_read_access_and_a_missing_file_is_none() {
     );
     assert_eq!(std::fs::read(&path).unwrap(), b"1\n2\n3");
 }
+
+/// Prints what appends, batches, compaction and replaces cost on this disk. Run with
+/// `cargo test -p logward-durable --release -- --ignored measure --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_append_and_replace_costs() {
+    use std::time::Instant;
+    let tmp = tempfile::tempdir().unwrap();
+    let record = [b'x'; 200];
+    for (label, sync) in [("fsynced", true), ("unsynced", false)] {
+        let path = tmp.path().join(format!("{label}.log"));
+        let options = LogOptions {
+            sync,
+            ..LogOptions::default()
+        };
+        let (mut log, _) = Log::open(&path, options, valid).unwrap();
+        let n = if sync { 500 } else { 50_000 };
+        let started = Instant::now();
+        for _ in 0..n {
+            log.append(&record).unwrap();
+        }
+        let per = started.elapsed() / n;
+        eprintln!("append of 200 bytes, {label}: {per:?} each");
+    }
+    let path = tmp.path().join("batch.log");
+    let (mut log, _) = Log::open(&path, LogOptions::default(), valid).unwrap();
+    let mut batch = Vec::new();
+    for _ in 0..100 {
+        batch.extend_from_slice(&record);
+        batch.push(b'\n');
+    }
+    let started = Instant::now();
+    for _ in 0..100 {
+        log.append_lines(&batch).unwrap();
+    }
+    eprintln!(
+        "batch of 100 records, one fsync: {:?} each",
+        started.elapsed() / 100
+    );
+    let mut lines = Vec::new();
+    for _ in 0..10_000 {
+        lines.extend_from_slice(&record);
+        lines.push(b'\n');
+    }
+    let started = Instant::now();
+    for _ in 0..20 {
+        log.compact(&lines).unwrap();
+    }
+    eprintln!(
+        "compaction to 10,000 records (2 MB): {:?} each",
+        started.elapsed() / 20
+    );
+    let started = Instant::now();
+    let (_, recovery) = Log::open(&path, LogOptions::default(), |_| Ok::<(), String>(())).unwrap();
+    eprintln!(
+        "open and scan of {} lines: {:?}",
+        recovery.good,
+        started.elapsed()
+    );
+    let started = Instant::now();
+    for _ in 0..100 {
+        atomic_replace(tmp.path(), "state.json", &record).unwrap();
+    }
+    eprintln!(
+        "atomic_replace of 200 bytes: {:?} each",
+        started.elapsed() / 100
+    );
+}

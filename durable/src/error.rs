@@ -124,6 +124,22 @@ impl Error {
     }
 }
 
+/// For callers whose errors are `io::Error`s: the kind of the underlying error (or
+/// `InvalidData`, or `StorageFull` for a refused append), with this error, operation and
+/// path included, as its inner error.
+impl From<Error> for io::Error {
+    fn from(error: Error) -> Self {
+        let kind = match &error {
+            Error::Io { source, .. } => source.kind(),
+            Error::OverBudget { .. } => io::ErrorKind::StorageFull,
+            Error::Encode { .. } | Error::Corrupt { .. } | Error::Framing { .. } => {
+                io::ErrorKind::InvalidData
+            }
+        };
+        io::Error::new(kind, error)
+    }
+}
+
 /// A closure that wraps an `io::Error` with its operation and path.
 pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error + use<> {
     let path = path.to_owned();

@@ -143,3 +143,16 @@ fn errors_keep_operation_and_path_in_parts() {
     assert!(path.starts_with(&missing));
     assert_eq!(source.kind(), io::ErrorKind::NotFound);
 }
+
+#[test]
+fn converts_to_an_io_error_of_the_same_kind_that_names_op_and_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing");
+    let error = io::Error::from(atomic_replace(&missing, "f", b"x").unwrap_err());
+    assert_eq!(error.kind(), io::ErrorKind::NotFound);
+    let text = error.to_string();
+    assert!(
+        text.starts_with("create ") && text.contains("missing/f.tmp."),
+        "{text}"
+    );
+}

@@ -1,15 +1,16 @@
 //! Durable JSON-lines logs of keyed records: append + fsync, replay, atomic compaction.
 //!
-//! Every line is `{"op":"put","v":{…}}` or `{"op":"del","id":"…"}`. A torn last line (a
-//! crash in the middle of a write) is cut off at load; a corrupt line elsewhere is skipped
-//! with a warning. Compaction writes the live records to a temp file, syncs it, renames it
-//! over the log and syncs the directory, so a crash leaves either the old or the new log.
+//! Every line is `{"op":"put","v":{…}}` or `{"op":"del","id":"…"}`. The file is a
+//! `logward-durable` log: a torn tail (a crash in the middle of a write: a last line without
+//! its newline, or lines after the last good one that do not parse) is cut off at load; a
+//! corrupt line elsewhere is skipped; both with a warning. Compaction replaces the log
+//! atomically (temp file, fsync, rename, fsync of the directory), so a crash leaves either
+//! the old or the new log; a temp file such a crash left is removed at load.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use logward_durable::{Log, LogOptions, Recovery, encode_line};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -29,9 +30,7 @@ enum Line<T> {
 
 /// An open log file; appends are synced before they return.
 pub(crate) struct Journal {
-    path: PathBuf,
-    file: File,
-    lines: usize,
+    log: Log,
 }
 
 impl Journal {
@@ -39,50 +38,21 @@ impl Journal {
     pub(crate) fn open<T: DeserializeOwned + Keyed>(
         path: &Path,
     ) -> Result<(Self, BTreeMap<String, T>)> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|e| Error::io("open", path, e))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| Error::io("read", path, e))?;
-        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if complete < bytes.len() {
-            tracing::warn!(path = %path.display(), torn_bytes = bytes.len() - complete, "cutting a torn last line");
-            file.set_len(complete as u64)
-                .and_then(|()| file.sync_data())
-                .map_err(|e| Error::io("truncate", path, e))?;
-            file.seek(SeekFrom::End(0))
-                .map_err(|e| Error::io("seek", path, e))?;
-        }
+        remove_old_temp(path)?;
         let mut live = BTreeMap::new();
-        let mut lines = 0;
-        for (n, line) in BufReader::new(&bytes[..complete]).lines().enumerate() {
-            let line = line.map_err(|e| Error::io("read", path, e))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            lines += 1;
-            match serde_json::from_str::<Line<T>>(&line) {
-                Ok(Line::Put { v }) => {
+        let (log, recovery) = Log::open(path, LogOptions::default(), |line| {
+            serde_json::from_slice::<Line<T>>(line).map(|line| match line {
+                Line::Put { v } => {
                     live.insert(v.key().to_owned(), v);
                 }
-                Ok(Line::Del { id }) => {
+                Line::Del { id } => {
                     live.remove(&id);
                 }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), line = n + 1, error = %e, "skipping a corrupt line");
-                }
-            }
-        }
-        let journal = Journal {
-            path: path.to_owned(),
-            file,
-            lines,
-        };
-        Ok((journal, live))
+            })
+        })
+        .map_err(durable)?;
+        report(path, &recovery);
+        Ok((Journal { log }, live))
     }
 
     /// Appends puts of `put` and deletions of `del`, then syncs.
@@ -91,30 +61,22 @@ impl Journal {
         put: impl IntoIterator<Item = &'a T>,
         del: impl IntoIterator<Item = &'a str>,
     ) -> Result<()> {
+        let path = self.log.path();
         let mut buf = Vec::new();
-        let mut n = 0;
         for v in put {
-            write_line(&mut buf, &Line::Put { v })?;
-            n += 1;
+            encode_line(&mut buf, &Line::Put { v }, path).map_err(durable)?;
         }
         for id in del {
-            write_line(&mut buf, &Line::<()>::Del { id: id.to_owned() })?;
-            n += 1;
+            let line = Line::<()>::Del { id: id.to_owned() };
+            encode_line(&mut buf, &line, path).map_err(durable)?;
         }
-        if n == 0 {
-            return Ok(());
-        }
-        self.file
-            .write_all(&buf)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| Error::io("append", &self.path, e))?;
-        self.lines += n;
+        self.log.append_lines(&buf).map_err(durable)?;
         Ok(())
     }
 
     /// True when the log holds many more lines than live records.
     pub(crate) fn wants_compaction(&self, live: usize) -> bool {
-        self.lines > 2 * live + 256
+        self.log.lines() > 2 * live as u64 + 256
     }
 
     /// Replaces the log with one put per live record, atomically.
@@ -122,46 +84,53 @@ impl Journal {
         &mut self,
         live: impl IntoIterator<Item = &'a T>,
     ) -> Result<()> {
-        let tmp = self.path.with_extension("compact.tmp");
         let mut buf = Vec::new();
-        let mut n = 0;
         for v in live {
-            write_line(&mut buf, &Line::Put { v })?;
-            n += 1;
+            encode_line(&mut buf, &Line::Put { v }, self.log.path()).map_err(durable)?;
         }
-        let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(&buf)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| Error::io("write", &tmp, e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| Error::io("rename", &tmp, e))?;
-        sync_dir(&self.path)?;
-        self.file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| Error::io("open", &self.path, e))?;
-        self.lines = n;
-        tracing::debug!(path = %self.path.display(), records = n, "compacted");
+        self.log.compact(&buf).map_err(durable)?;
+        tracing::debug!(path = %self.log.path().display(), records = self.log.lines(), "compacted");
         Ok(())
     }
 }
 
-fn write_line<T: Serialize>(buf: &mut Vec<u8>, line: &Line<T>) -> Result<()> {
-    serde_json::to_writer(&mut *buf, line)
-        .map_err(|e| Error::io("encode", "<record>", std::io::Error::other(e)))?;
-    buf.push(b'\n');
-    Ok(())
+fn durable(error: logward_durable::Error) -> Error {
+    let (op, path, source) = error.into_parts();
+    Error::io(op, path, source)
 }
 
-fn sync_dir(path: &Path) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("sync dir", dir, e))
+/// Removes `<stem>.compact.tmp`, the temp name of compactions before `logward-durable`
+/// (whose own temps `Log::open` clears).
+fn remove_old_temp(path: &Path) -> Result<()> {
+    let tmp = path.with_extension("compact.tmp");
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {
+            tracing::warn!(path = %tmp.display(), "removed the temp file of an interrupted compaction");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove stale temp", &tmp, e)),
+    }
+}
+
+/// Logs what recovery found.
+fn report(path: &Path, recovery: &Recovery) {
+    for skipped in &recovery.skipped {
+        tracing::warn!(path = %path.display(), line = skipped.line, error = %skipped.message, "skipping a corrupt line");
+    }
+    if let Some(torn) = &recovery.torn {
+        tracing::warn!(path = %path.display(), torn_bytes = torn.bytes, "cutting a torn last line");
+    }
+    if recovery.stale_temps > 0 {
+        tracing::warn!(path = %path.display(), files = recovery.stale_temps, "removed the temp file of an interrupted compaction");
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Write as _;
+
     use super::*;
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -200,5 +169,50 @@ mod tests {
         j.append(&[rec("e", 5)], []).unwrap();
         let (_, live) = Journal::open::<Rec>(&path).unwrap();
         assert_eq!(live.keys().collect::<Vec<_>>(), vec!["a", "e"]);
+    }
+
+    #[test]
+    fn line_format_is_unchanged_and_old_files_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        // As written before logward-durable, with the old compaction temp left by a crash.
+        std::fs::write(
+            &path,
+            "{\"op\":\"put\",\"v\":{\"id\":\"a\",\"n\":1}}\n{\"op\":\"put\",\"v\":{\"id\":\"b\",\"n\":2}}\n{\"op\":\"del\",\"id\":\"a\"}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("j.compact.tmp"), "partial").unwrap();
+        let (mut j, live) = Journal::open::<Rec>(&path).unwrap();
+        assert_eq!(live.values().collect::<Vec<_>>(), vec![&rec("b", 2)]);
+        assert!(!dir.path().join("j.compact.tmp").exists());
+        j.append(&[rec("c", 3)], ["b"]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.ends_with(
+                "{\"op\":\"put\",\"v\":{\"id\":\"c\",\"n\":3}}\n{\"op\":\"del\",\"id\":\"b\"}\n"
+            ),
+            "{text}"
+        );
+        j.compact(live.values()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"op\":\"put\",\"v\":{\"id\":\"b\",\"n\":2}}\n"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temp left");
+    }
+
+    #[test]
+    fn corrupt_middle_line_is_skipped_and_bad_last_line_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let good = "{\"op\":\"put\",\"v\":{\"id\":\"a\",\"n\":1}}\n";
+        std::fs::write(&path, format!("{good}garbage\n{good}\0\0\0\n")).unwrap();
+        let (_, live) = Journal::open::<Rec>(&path).unwrap();
+        assert_eq!(live.values().collect::<Vec<_>>(), vec![&rec("a", 1)]);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{good}garbage\n{good}")
+        );
     }
 }

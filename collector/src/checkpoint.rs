@@ -17,13 +17,20 @@
 //!   protobuf in hex, and come first in their batch; `journald_cursor` is where the journal is
 //!   read up to once that batch is acked. It is not fsynced (a killed
 //!   process keeps the page cache); losing it on power loss is caught by the handshake.
+//!   At open, a torn tail (a last line without its newline, or lines after the last good one
+//!   that do not parse) is cut off and a garbled line before a good one is skipped, both
+//!   with a warning and in [`Loaded::journal_recovery`].
+//!
+//! Both files go through `logward-durable`: the state file by its atomic replace, the
+//! journal as its JSON-lines log (opened without fsync, compacted through the atomic
+//! replace). Temp files of a save or compaction that a crash interrupted are removed at open.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 
+use logward_durable::{JsonLines, LogOptions, Recovery, atomic_replace, remove_stale_temps};
 use serde::{Deserialize, Serialize};
 
 /// Name of the checkpoint file inside the state directory.
@@ -187,6 +194,18 @@ pub enum CheckpointError {
     Encode(#[from] serde_json::Error),
 }
 
+impl From<logward_durable::Error> for CheckpointError {
+    fn from(error: logward_durable::Error) -> Self {
+        match error {
+            logward_durable::Error::Encode { source, .. } => Self::Encode(source),
+            other => {
+                let (op, path, source) = other.into_parts();
+                Self::Io { op, path, source }
+            }
+        }
+    }
+}
+
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CheckpointError {
     let path = path.to_owned();
     move |source| CheckpointError::Io { op, path, source }
@@ -203,15 +222,24 @@ pub struct Loaded {
     pub fresh: bool,
     /// There was no state file at all: the very first start (not a corrupt file).
     pub first_start: bool,
+    /// What opening the send journal found: skipped lines, a torn tail cut off, temp files
+    /// of an interrupted compaction removed (each also logged as a warning).
+    pub journal_recovery: Recovery,
 }
 
 /// The state directory with its journal open for appending.
 #[derive(Debug)]
 pub struct StateDir {
     dir: PathBuf,
-    journal: File,
-    journal_len: u64,
+    journal: JsonLines<JournalRecord>,
 }
+
+/// The send journal is not fsynced: see the module documentation.
+const JOURNAL_OPTIONS: LogOptions = LogOptions {
+    sync: false,
+    max_bytes: None,
+    corrupt: logward_durable::CorruptLines::Skip,
+};
 
 impl StateDir {
     /// Opens (creating if needed) the state directory and loads what it holds. A corrupt state
@@ -219,6 +247,10 @@ impl StateDir {
     /// the start; the journal then goes aside too, since it belongs to the old identity.
     pub fn open(dir: &Path) -> Result<(Self, Loaded), CheckpointError> {
         std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        let stale = remove_stale_temps(dir, STATE_FILE)?;
+        if stale > 0 {
+            tracing::warn!(dir = %dir.display(), files = stale, "removed temp files of an interrupted checkpoint save");
+        }
         let state_path = dir.join(STATE_FILE);
         let journal_path = dir.join(JOURNAL_FILE);
         let mut first_start = false;
@@ -251,28 +283,16 @@ impl StateDir {
         };
         let fresh = loaded.is_none();
         let state = loaded.unwrap_or_else(State::fresh);
-        let journal = if fresh {
-            if journal_path.exists() {
-                let aside = set_aside(&journal_path)?;
-                tracing::warn!(aside = %aside.display(), "set aside the send journal of an earlier collector id");
-            }
-            Vec::new()
-        } else {
-            read_journal(&journal_path, state.acked_sequence)?
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&journal_path)
-            .map_err(io_err("open", &journal_path))?;
-        let journal_len = file
-            .metadata()
-            .map_err(io_err("stat", &journal_path))?
-            .len();
+        if fresh && journal_path.exists() {
+            let aside = set_aside(&journal_path)?;
+            tracing::warn!(aside = %aside.display(), "set aside the send journal of an earlier collector id");
+        }
+        let (file, recovered) = JsonLines::open(&journal_path, JOURNAL_OPTIONS)?;
+        report(&journal_path, &recovered.recovery);
+        let journal = unacked(recovered.records, state.acked_sequence);
         let state_dir = Self {
             dir: dir.to_owned(),
             journal: file,
-            journal_len,
         };
         if fresh {
             state_dir.save(&state)?;
@@ -284,6 +304,7 @@ impl StateDir {
                 journal,
                 fresh,
                 first_start,
+                journal_recovery: recovered.recovery,
             },
         ))
     }
@@ -295,7 +316,7 @@ impl StateDir {
 
     /// Bytes currently in the journal.
     pub fn journal_len(&self) -> u64 {
-        self.journal_len
+        self.journal.log().len()
     }
 
     /// Saves the checkpoint atomically and durably.
@@ -305,65 +326,47 @@ impl StateDir {
 
     /// Appends a record; called before the batch is first sent.
     pub fn append(&mut self, record: &JournalRecord) -> Result<(), CheckpointError> {
-        let path = self.dir.join(JOURNAL_FILE);
-        let mut line = serde_json::to_vec(record)?;
-        line.push(b'\n');
-        self.journal
-            .write_all(&line)
-            .map_err(io_err("append to", &path))?;
-        self.journal_len += line.len() as u64;
-        Ok(())
+        Ok(self.journal.append(record)?)
     }
 
     /// Replaces the journal by `records` (all batches still unacknowledged). Call only after
     /// the state covering every dropped record has been saved.
     pub fn compact(&mut self, records: &[JournalRecord]) -> Result<(), CheckpointError> {
-        let path = self.dir.join(JOURNAL_FILE);
-        if records.is_empty() {
-            self.journal.set_len(0).map_err(io_err("truncate", &path))?;
-            self.journal_len = 0;
-            return Ok(());
-        }
-        let mut bytes = Vec::new();
-        for record in records {
-            bytes.extend_from_slice(&serde_json::to_vec(record)?);
-            bytes.push(b'\n');
-        }
-        write_atomic(&self.dir, JOURNAL_FILE, &bytes)?;
-        self.journal = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(io_err("reopen", &path))?;
-        self.journal_len = bytes.len() as u64;
-        Ok(())
+        Ok(self.journal.compact(records)?)
     }
 }
 
-/// Reads the journal, keeping records above `acked` in sequence order. A torn or garbled
-/// line is skipped with a warning: the handshake catches anything that was really sent.
-fn read_journal(path: &Path, acked: u64) -> Result<Vec<JournalRecord>, CheckpointError> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err("read", path)(e)),
-    };
-    let mut records = BTreeMap::new();
-    for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        if line.is_empty() {
-            continue;
-        }
-        match serde_json::from_slice::<JournalRecord>(line) {
-            Ok(record) if record.sequence > acked => {
-                records.insert(record.sequence, record);
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(
-                path = %path.display(), line = number + 1, %error,
-                "skipping unreadable send journal record"
-            ),
-        }
+/// Keeps the journal records above `acked`, in sequence order (the last of a sequence wins).
+fn unacked(records: Vec<JournalRecord>, acked: u64) -> Vec<JournalRecord> {
+    let by_sequence: BTreeMap<u64, JournalRecord> = records
+        .into_iter()
+        .filter(|r| r.sequence > acked)
+        .map(|r| (r.sequence, r))
+        .collect();
+    by_sequence.into_values().collect()
+}
+
+/// Logs what recovery of the journal found. A torn or garbled line is dropped: the
+/// handshake catches anything that was really sent.
+fn report(path: &Path, recovery: &Recovery) {
+    for skipped in &recovery.skipped {
+        tracing::warn!(
+            path = %path.display(), line = skipped.line, error = %skipped.message,
+            "skipping unreadable send journal record"
+        );
     }
-    Ok(records.into_values().collect())
+    if let Some(torn) = &recovery.torn {
+        tracing::warn!(
+            path = %path.display(), offset = torn.offset, bytes = torn.bytes,
+            "cut a torn send journal tail"
+        );
+    }
+    if recovery.stale_temps > 0 {
+        tracing::warn!(
+            path = %path.display(), files = recovery.stale_temps,
+            "removed temp files of an interrupted send journal compaction"
+        );
+    }
 }
 
 /// Renames `path` to `<path>.corrupt-<unix seconds>`.
@@ -378,19 +381,10 @@ fn set_aside(path: &Path) -> Result<PathBuf, CheckpointError> {
     Ok(aside)
 }
 
-/// Writes `dir/name` atomically: temp file, fsync, rename, fsync the directory.
+/// Writes `dir/name` atomically: temp file, fsync, rename, fsync the directory (see
+/// [`logward_durable::atomic_replace`]).
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let target = dir.join(name);
-    let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
-    file.write_all(bytes).map_err(io_err("write", &tmp))?;
-    file.sync_all().map_err(io_err("fsync", &tmp))?;
-    drop(file);
-    std::fs::rename(&tmp, &target).map_err(io_err("rename", &tmp))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))?;
-    Ok(())
+    Ok(atomic_replace(dir, name, bytes)?)
 }
 
 #[cfg(test)]

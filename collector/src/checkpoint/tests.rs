@@ -1,5 +1,8 @@
 //! Tests for the state directory: atomic saves, corrupt files, the send journal.
 
+use std::fs::OpenOptions;
+use std::io::Write as _;
+
 use super::*;
 
 fn key(ino: u64) -> FileKey {
@@ -211,4 +214,73 @@ fn version_2_state_keeps_its_docker_offsets_and_gains_a_journald_cursor() {
     state_dir.save(&state).unwrap();
     let (_, reloaded) = StateDir::open(tmp.path()).unwrap();
     assert_eq!(reloaded.state, state);
+}
+
+#[test]
+fn torn_journal_tail_is_cut_and_reported_and_stale_temps_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut state_dir, _) = StateDir::open(tmp.path()).unwrap();
+    state_dir.append(&record(1, 1, 0, 10)).unwrap();
+    drop(state_dir);
+    let journal = tmp.path().join(JOURNAL_FILE);
+    let whole = std::fs::metadata(&journal).unwrap().len();
+    OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .unwrap()
+        .write_all(b"{\"sequence\":2,\"ran")
+        .unwrap();
+    // Temps of a save and a compaction that a crash interrupted, in the old and new names.
+    for name in [
+        "state.json.tmp",
+        "state.json.tmp.9.0",
+        "inflight.log.tmp.9.1",
+    ] {
+        std::fs::write(tmp.path().join(name), b"partial").unwrap();
+    }
+
+    let (mut state_dir, loaded) = StateDir::open(tmp.path()).unwrap();
+    assert_eq!(loaded.journal, [record(1, 1, 0, 10)]);
+    let torn = loaded.journal_recovery.torn.expect("torn tail reported");
+    assert_eq!((torn.offset, torn.bytes), (whole, 18));
+    assert_eq!(loaded.journal_recovery.stale_temps, 1);
+    assert_eq!(entries(tmp.path()), [JOURNAL_FILE, STATE_FILE]);
+    assert_eq!(std::fs::metadata(&journal).unwrap().len(), whole);
+    assert_eq!(state_dir.journal_len(), whole);
+
+    // The next record starts on a line of its own.
+    state_dir.append(&record(2, 1, 10, 20)).unwrap();
+    let (_, loaded) = StateDir::open(tmp.path()).unwrap();
+    assert_eq!(loaded.journal, [record(1, 1, 0, 10), record(2, 1, 10, 20)]);
+    assert!(loaded.journal_recovery.is_clean());
+}
+
+#[test]
+fn existing_state_and_journal_bytes_still_load() {
+    // Files as the collector wrote them before logward-durable, byte for byte.
+    let tmp = tempfile::tempdir().unwrap();
+    let state = "{\n  \"version\": 3,\n  \"collector_id\": \"7d444840-9dc0-11d1-b245-5ffdce74fad2\",\n  \"acked_sequence\": 1,\n  \"files\": [],\n  \"journald_cursor\": \"s=1\"\n}\n";
+    std::fs::write(tmp.path().join(STATE_FILE), state).unwrap();
+    let journal = concat!(
+        r#"{"sequence":1,"ranges":[]}"#,
+        "\n",
+        r#"{"sequence":2,"ranges":[{"dev":7,"ino":3,"fp":2748,"path":"/d/c3/c3-json.log","start":4,"end":8}],"synthetic":["0a01"]}"#,
+        "\n"
+    );
+    std::fs::write(tmp.path().join(JOURNAL_FILE), journal).unwrap();
+    let (state_dir, loaded) = StateDir::open(tmp.path()).unwrap();
+    assert!(!loaded.fresh);
+    assert_eq!(loaded.journal.len(), 1);
+    assert_eq!(loaded.journal[0].synthetic, ["0a01"]);
+    state_dir.save(&loaded.state).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join(STATE_FILE)).unwrap(),
+        state
+    );
+    let mut state_dir = state_dir;
+    state_dir.compact(&loaded.journal).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join(JOURNAL_FILE)).unwrap(),
+        journal.lines().nth(1).unwrap().to_owned() + "\n"
+    );
 }

@@ -8,7 +8,6 @@
 //! collectors resend them and the high-water marks below let each batch in exactly once.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -62,21 +61,29 @@ impl Manifest {
         }
     }
 
-    /// Writes the manifest atomically and durably: temp file, fsync, rename, fsync of
-    /// the directory.
+    /// Writes the manifest atomically and durably (`logward_durable::atomic_replace`:
+    /// temp file, fsync, rename, fsync of the directory).
     pub fn store(&self, dir: &Path) -> Result<(), ManifestError> {
         let path = dir.join(MANIFEST_FILE);
-        let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
-        let write = || -> std::io::Result<()> {
-            let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            drop(file);
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(dir)?.sync_all()
-        };
-        write().map_err(|source| ManifestError::Write { path, source })
+        let bytes = serde_json::to_vec(self).map_err(|e| ManifestError::Write {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        logward_durable::atomic_replace(dir, MANIFEST_FILE, &bytes).map_err(|e| {
+            ManifestError::Write {
+                path,
+                source: e.into(),
+            }
+        })
+    }
+
+    /// Removes temp files an interrupted [`Manifest::store`] left; only the writer
+    /// thread writes the manifest, so call it before that starts.
+    pub fn remove_stale_temps(dir: &Path) -> Result<usize, ManifestError> {
+        logward_durable::remove_stale_temps(dir, MANIFEST_FILE).map_err(|e| ManifestError::Write {
+            path: dir.join(MANIFEST_FILE),
+            source: e.into(),
+        })
     }
 }
 

@@ -90,6 +90,7 @@ impl Store {
             warn!(path = %legacy.display(), "an index of the single-index format is present and is not read; events there are not searchable");
         }
         let schema = Arc::new(EventSchema::new());
+        Manifest::remove_stale_temps(&dir)?;
         let manifest = Manifest::load(&dir)?;
         let mut parts = BTreeMap::new();
         let entries = std::fs::read_dir(&dir).map_err(|source| StoreError::CreateDir {

@@ -463,14 +463,12 @@ impl State {
             self.late += 1;
             return Vec::new();
         }
-        let at = g.items.partition_point(|x| x.t <= ts);
-        if r.id.is_some()
-            && g.items[..at]
-                .iter()
-                .rev()
-                .take_while(|x| x.t == ts)
-                .any(|x| x.r.id == r.id)
-        {
+        // Equal times are ordered by the event reference, so that the order of the items
+        // never depends on the arrival order.
+        let lo = g.items.partition_point(|x| x.t < ts);
+        let hi = g.items.partition_point(|x| x.t <= ts);
+        let at = lo + g.items[lo..hi].partition_point(|x| x.r <= r);
+        if r.id.is_some() && g.items[lo..hi].iter().any(|x| x.r.id == r.id) {
             self.duplicates += 1;
             return Vec::new();
         }

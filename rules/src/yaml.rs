@@ -47,11 +47,29 @@ pub fn load_with(text: &str, lim: &YamlLimits) -> Result<Vec<Yaml>, RuleError> {
             "text is larger than {MAX_YAML_BYTES} bytes"
         )));
     }
+    let too_deep = || {
+        RuleError::new(
+            "",
+            ErrorKind::Limit {
+                limit: "max_yaml_depth",
+                max: lim.max_yaml_depth,
+                what: "YAML nesting depth",
+            },
+        )
+    };
     let mut parser = Parser::new_from_str(text);
     let mut depth = 0usize;
     let mut events = 0usize;
     loop {
-        let (ev, _mark) = parser.next_token().map_err(|e| yaml_err(e.to_string()))?;
+        // The scanner reads flow collections ahead and stops by itself past 255 levels of
+        // `[`/`{`; that is the same budget exceeded.
+        let (ev, _mark) = parser.next_token().map_err(|e| {
+            if e.info().contains("recursion limit") {
+                too_deep()
+            } else {
+                yaml_err(e.to_string())
+            }
+        })?;
         events += 1;
         if events > MAX_EVENTS {
             return Err(yaml_err(format!("more than {MAX_EVENTS} nodes")));
@@ -60,14 +78,7 @@ pub fn load_with(text: &str, lim: &YamlLimits) -> Result<Vec<Yaml>, RuleError> {
             Event::SequenceStart(..) | Event::MappingStart(..) => {
                 depth += 1;
                 if depth > lim.max_yaml_depth {
-                    return Err(RuleError::new(
-                        "",
-                        ErrorKind::Limit {
-                            limit: "max_yaml_depth",
-                            max: lim.max_yaml_depth,
-                            what: "YAML nesting depth",
-                        },
-                    ));
+                    return Err(too_deep());
                 }
             }
             Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),

@@ -26,11 +26,16 @@ pub struct CompileCtx {
 }
 
 impl CompileCtx {
+    /// The names a Sigma field is read from: the name itself, always, then the mapped
+    /// candidates (the mapping adds names, it never replaces the one the rule wrote).
     fn map_field(&self, f: &str) -> Vec<String> {
-        self.fields
-            .get(f)
-            .cloned()
-            .unwrap_or_else(|| vec![f.to_owned()])
+        let mut out = vec![f.to_owned()];
+        for m in self.fields.get(f).into_iter().flatten() {
+            if !out.contains(m) {
+                out.push(m.clone());
+            }
+        }
+        out
     }
 }
 
@@ -221,6 +226,10 @@ impl Selection {
 impl FieldCond {
     /// Whether the event satisfies this condition (any of the mapped field names).
     pub fn matches(&self, ev: &dyn EventView) -> bool {
+        if self.c.exists == Some(false) {
+            // Absent means absent under every name the field is read from.
+            return self.fields.iter().all(|f| !ev.get(f).is_present());
+        }
         self.fields.iter().any(|f| {
             let vals = ev.get(f);
             if let Some(want) = self.c.exists {

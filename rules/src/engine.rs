@@ -8,7 +8,7 @@ use yaml_rust2::Yaml;
 
 use crate::correlation::{EventRef, Fired, Limits, Spec, State};
 use crate::detection::{CompileCtx, DetectionBlock};
-use crate::error::{RuleError, invalid};
+use crate::error::{ErrorKind, RuleError, invalid};
 use crate::event::EventView;
 use crate::logsource::{self, MappingConfig};
 use crate::prefilter::Prefilter;
@@ -24,6 +24,9 @@ pub struct EngineConfig {
     pub ignore_logsource: bool,
     /// Correlation limits.
     pub limits: Limits,
+    /// A rule whose logsource has no mapping is an error (`rules check --strict`);
+    /// otherwise it loads inactive, with its reason in [`Engine::inactive`].
+    pub strict: bool,
 }
 
 impl Default for EngineConfig {
@@ -31,12 +34,8 @@ impl Default for EngineConfig {
         Self {
             mapping: MappingConfig::defaults(),
             ignore_logsource: false,
-            limits: Limits {
-                max_group_keys: 10_000,
-                max_events_per_key: 10_000,
-                out_of_order_tolerance: 5_000_000_000,
-                max_refs: 100,
-            },
+            strict: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -58,6 +57,47 @@ pub struct Detection {
     pub events: Vec<EventRef>,
     /// Whether this is a correlation detection.
     pub correlation: bool,
+    /// A correlation's event-time slot (start, Unix ns) and its number in the slot: with
+    /// the rule and group, the detection's identity, whatever the arrival order.
+    pub window: Option<(i64, u32)>,
+}
+
+/// An event whose time is more than `max_future_skew` ahead of its arrival: it was judged
+/// at its arrival time. Reported at most once per host per [`SKEW_REPORT_INTERVAL`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClockSkew {
+    /// The `host` field of the event.
+    pub host: String,
+    /// Event time minus arrival time (ns).
+    pub offset_nanos: i64,
+    /// The event that showed it.
+    pub event: EventRef,
+    /// Skewed events of this host since its previous report (including this one).
+    pub events: u64,
+}
+
+/// Clock skew is reported at most once per host in this much arrival time (10 min).
+pub const SKEW_REPORT_INTERVAL: i64 = 600_000_000_000;
+
+/// A durable, versioned snapshot of the correlation state ([`Engine::snapshot`]).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    /// Format version ([`SNAPSHOT_VERSION`]).
+    pub version: u32,
+    /// One entry per correlation rule.
+    pub correlations: Vec<crate::correlation::StateSnapshot>,
+}
+
+/// The current snapshot format.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// What [`Engine::restore`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RestoreReport {
+    /// Correlations whose state was restored.
+    pub restored: Vec<String>,
+    /// (rule id, why) for state not restored: the rule changed or is gone.
+    pub dropped: Vec<(String, String)>,
 }
 
 struct CompiledRule {
@@ -77,6 +117,9 @@ pub struct EngineStats {
     pub events: u64,
     /// Rule evaluations (after routing and prefilter).
     pub evaluations: u64,
+    /// Events judged at their arrival time because their time was more than
+    /// `max_future_skew` ahead of it.
+    pub future_skewed_events: u64,
     /// Per correlation rule: (id, live keys, evicted keys, late events, truncated events).
     pub correlations: Vec<CorrelationStats>,
 }
@@ -90,14 +133,27 @@ pub struct CorrelationStats {
     pub keys: usize,
     /// Group keys evicted by the cap.
     pub evictions: u64,
-    /// Events behind the watermark by more than the tolerance (not counted).
+    /// Events older than their group's newest event time minus `max_lateness`, or in a
+    /// window already decided: counted here, not used.
     pub late_events: u64,
     /// Events dropped from a full group.
     pub truncated_events: u64,
+    /// Events seen twice (same id and time), used once.
+    pub duplicate_events: u64,
+}
+
+/// A rule (or correlation) that loaded but never runs, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InactiveRule {
+    /// The rule's id (its title when it has none).
+    pub rule_id: String,
+    /// Why it is inactive, e.g. `logsource not mapped: product=windows`.
+    pub reason: String,
 }
 
 /// The compiled rule set and its streaming state.
 pub struct Engine {
+    inactive: Vec<InactiveRule>,
     rules: Vec<CompiledRule>,
     sources: Vec<DetectionBlock>,
     filters: Vec<DetectionBlock>,
@@ -108,6 +164,9 @@ pub struct Engine {
     source_cache: Vec<u8>,
     events: u64,
     evaluations: u64,
+    skewed: u64,
+    skew_hosts: HashMap<String, (i64, u64)>,
+    skews: Vec<ClockSkew>,
 }
 
 impl Engine {
@@ -116,6 +175,7 @@ impl Engine {
     pub fn new(docs: &[Document], cfg: &EngineConfig) -> Result<Self, Vec<RuleError>> {
         let ctx = cfg.mapping.compile_ctx();
         let mut errors = Vec::new();
+        let mut inactive: Vec<InactiveRule> = Vec::new();
         let mut rules = Vec::new();
         let mut source_keys: HashMap<String, usize> = HashMap::new();
         let mut sources = Vec::new();
@@ -136,6 +196,13 @@ impl Engine {
             } else {
                 match resolve_source(&cfg.mapping, meta, &ctx, &mut source_keys, &mut sources) {
                     Ok(s) => s,
+                    Err(e) if !cfg.strict && matches!(e.kind, ErrorKind::Logsource(_)) => {
+                        inactive.push(InactiveRule {
+                            rule_id: label,
+                            reason: e.kind.to_string(),
+                        });
+                        continue;
+                    }
                     Err(e) => {
                         errors.push(e.in_rule(&label));
                         continue;
@@ -164,6 +231,11 @@ impl Engine {
                     for t in targets {
                         match find(&t, &rules) {
                             Some(ri) => rules[ri].filters.push(fi),
+                            None if inactive.iter().any(|i| i.rule_id == t)
+                                || docs.iter().any(|d| {
+                                    d.meta().is_named(&t)
+                                        && inactive.iter().any(|i| i.rule_id == d.meta().label())
+                                }) => {}
                             None => errors.push(
                                 invalid("filter.rules", format!("no loaded rule is named '{t}'"))
                                     .in_rule(meta.label()),
@@ -188,6 +260,20 @@ impl Engine {
                 }
             };
             let ci = corrs.len();
+            let dormant = spec.rules.iter().find(|r| {
+                find(r, &rules).is_none()
+                    && docs.iter().any(|d| {
+                        d.meta().is_named(r)
+                            && inactive.iter().any(|i| i.rule_id == d.meta().label())
+                    })
+            });
+            if let Some(r) = dormant {
+                inactive.push(InactiveRule {
+                    rule_id: meta.label().to_owned(),
+                    reason: format!("references inactive rule '{r}'"),
+                });
+                continue;
+            }
             let mut ok = true;
             for (pos, r) in spec.rules.iter().enumerate() {
                 match find(r, &rules) {
@@ -223,6 +309,7 @@ impl Engine {
         let reqs: Vec<_> = rules.iter().map(|r| r.block.requirement()).collect();
         let n_sources = sources.len();
         Ok(Self {
+            inactive,
             prefilter: Prefilter::new(&reqs),
             rules,
             sources,
@@ -233,7 +320,16 @@ impl Engine {
             source_cache: vec![0; n_sources],
             events: 0,
             evaluations: 0,
+            skewed: 0,
+            skew_hosts: HashMap::new(),
+            skews: Vec::new(),
         })
+    }
+
+    /// Rules and correlations that loaded inactive, with their reasons (for the rule
+    /// listing and `rules check` warnings).
+    pub fn inactive(&self) -> &[InactiveRule] {
+        &self.inactive
     }
 
     /// Number of detection rules.
@@ -241,9 +337,30 @@ impl Engine {
         self.rules.len()
     }
 
-    /// Runs one event (its time in Unix nanoseconds) through every rule and correlation.
+    /// Runs one event (its time in Unix nanoseconds) through every rule and correlation,
+    /// taking its time as its arrival time (`rules test`). See [`Engine::process_at`].
     pub fn process(&mut self, ev: &dyn EventView, ts: i64, r: &EventRef) -> Vec<Detection> {
+        self.process_at(ev, ts, ts, r)
+    }
+
+    /// Runs one event with event time `ts` that arrived at `now` (both Unix ns). An event
+    /// time more than `max_future_skew` ahead of `now` is judged at `now` and reported in
+    /// [`Engine::take_clock_skews`].
+    pub fn process_at(
+        &mut self,
+        ev: &dyn EventView,
+        ts: i64,
+        now: i64,
+        r: &EventRef,
+    ) -> Vec<Detection> {
         self.events += 1;
+        let ts = if ts > now.saturating_add(self.limits.max_future_skew) {
+            self.skewed += 1;
+            self.note_skew(ev, ts, now, r);
+            now
+        } else {
+            ts
+        };
         let mut out = Vec::new();
         let mut cands = std::mem::take(&mut self.scratch);
         self.prefilter.candidates(ev, &mut cands);
@@ -272,10 +389,11 @@ impl Engine {
                     group: Vec::new(),
                     events: vec![r.clone()],
                     correlation: false,
+                    window: None,
                 });
             }
             for &(ci, pos) in &rule.feeds {
-                let fired = self.corrs[ci].on_match(pos, ev, ts, r.clone(), &self.limits);
+                let fired = self.corrs[ci].on_match(pos, ev, ts, now, r.clone(), &self.limits);
                 out.extend(
                     fired
                         .into_iter()
@@ -298,11 +416,83 @@ impl Engine {
         out
     }
 
+    fn note_skew(&mut self, ev: &dyn EventView, ts: i64, now: i64, r: &EventRef) {
+        let host = ev.get("host").first().unwrap_or_default().to_owned();
+        if !self.skew_hosts.contains_key(&host)
+            && self.skew_hosts.len() >= self.limits.max_group_keys.max(1)
+        {
+            self.skew_hosts.clear();
+        }
+        let e = self.skew_hosts.entry(host.clone()).or_insert((i64::MIN, 0));
+        e.1 += 1;
+        if now.saturating_sub(e.0) >= SKEW_REPORT_INTERVAL && self.skews.len() < 1_000 {
+            self.skews.push(ClockSkew {
+                host,
+                offset_nanos: ts.saturating_sub(now),
+                event: r.clone(),
+                events: e.1,
+            });
+            *e = (now, 0);
+        }
+    }
+
+    /// The clock-skew reports since the last call (at most 1,000 are held; each host is
+    /// reported at most once per [`SKEW_REPORT_INTERVAL`], with the count of its skewed
+    /// events in between).
+    pub fn take_clock_skews(&mut self) -> Vec<ClockSkew> {
+        std::mem::take(&mut self.skews)
+    }
+
+    /// The correlation state, to persist durably and restore after a restart or reload.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            correlations: self.corrs.iter().map(State::snapshot).collect(),
+        }
+    }
+
+    /// Restores state by rule id. A rule whose definition changed (fingerprint), or that is
+    /// no longer loaded, has its state dropped, with the reason in the report. A snapshot of
+    /// another version restores nothing.
+    pub fn restore(&mut self, snap: &Snapshot) -> RestoreReport {
+        let mut rep = RestoreReport::default();
+        if snap.version != SNAPSHOT_VERSION {
+            rep.dropped.extend(snap.correlations.iter().map(|c| {
+                let why = format!(
+                    "snapshot version {} is not {SNAPSHOT_VERSION}",
+                    snap.version
+                );
+                (c.rule_id.clone(), why)
+            }));
+            return rep;
+        }
+        for c in &snap.correlations {
+            match self
+                .corrs
+                .iter_mut()
+                .find(|s| s.spec().meta.label() == c.rule_id)
+            {
+                Some(s) if s.spec().fingerprint() == c.fingerprint => {
+                    s.restore(c, &self.limits);
+                    rep.restored.push(c.rule_id.clone());
+                }
+                Some(_) => rep
+                    .dropped
+                    .push((c.rule_id.clone(), "the correlation changed".into())),
+                None => rep
+                    .dropped
+                    .push((c.rule_id.clone(), "the correlation is not loaded".into())),
+            }
+        }
+        rep
+    }
+
     /// Counters, including correlation key evictions.
     pub fn stats(&self) -> EngineStats {
         EngineStats {
             events: self.events,
             evaluations: self.evaluations,
+            future_skewed_events: self.skewed,
             correlations: self
                 .corrs
                 .iter()
@@ -312,6 +502,7 @@ impl Engine {
                     evictions: c.evictions,
                     late_events: c.late,
                     truncated_events: c.truncated,
+                    duplicate_events: c.duplicates,
                 })
                 .collect(),
         }
@@ -327,6 +518,7 @@ fn corr_detection(spec: &Spec, f: Fired) -> Detection {
         group: f.group,
         events: f.events,
         correlation: true,
+        window: Some((f.window_start, f.window_seq)),
     }
 }
 
@@ -356,10 +548,7 @@ fn resolve_source(
 fn compile_filter(f: &Yaml, ctx: &CompileCtx) -> Result<(Vec<String>, DetectionBlock), RuleError> {
     let targets = str_list(f, "rules", "filter.rules")?;
     if targets.is_empty() {
-        return Err(RuleError::new(
-            "filter.rules",
-            crate::error::ErrorKind::Missing("rules"),
-        ));
+        return Err(RuleError::new("filter.rules", ErrorKind::Missing("rules")));
     }
     let Yaml::Hash(h) = f else {
         return Err(invalid("filter", "must be a mapping"));

@@ -29,6 +29,16 @@ pub enum ErrorKind {
     /// A reference (rule name or id, placeholder) that does not resolve.
     #[error("unresolved reference: {0}")]
     Reference(String),
+    /// A resource budget was exceeded (`[limits] <limit>`).
+    #[error("{what} exceeds {limit} = {max}")]
+    Limit {
+        /// The budget's config key.
+        limit: &'static str,
+        /// Its value.
+        max: usize,
+        /// What was measured.
+        what: &'static str,
+    },
     /// The rule's logsource has no mapping to logward events.
     #[error("logsource not mapped: {0}")]
     Logsource(String),

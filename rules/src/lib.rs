@@ -25,12 +25,16 @@ pub mod yaml;
 
 pub use condition::Expr;
 pub use correlation::{EventRef, Limits};
-pub use engine::{CorrelationStats, Detection, Engine, EngineConfig, EngineStats};
+pub use engine::{
+    ClockSkew, CorrelationStats, Detection, Engine, EngineConfig, EngineStats, InactiveRule,
+    RestoreReport, SNAPSHOT_VERSION, Snapshot,
+};
 pub use error::{ErrorKind, RuleError};
 pub use event::{EventView, FieldValues, OwnedEvent};
 pub use loader::{
-    CheckReport, DetectionLine, TestError, check_paths, documents_from_str, test_events,
-    test_events_str,
+    CheckOptions, CheckReport, DetectionLine, TestError, check_paths, check_paths_with,
+    documents_from_str, load_documents, test_events, test_events_str,
 };
 pub use logsource::{LogsourceMapping, MappingConfig};
-pub use rule::{Document, Logsource, Meta, parse_documents};
+pub use rule::{Document, Logsource, Meta, parse_documents, parse_documents_with};
+pub use yaml::YamlLimits;

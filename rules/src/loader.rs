@@ -11,7 +11,8 @@ use crate::correlation::EventRef;
 use crate::engine::{Detection, Engine, EngineConfig};
 use crate::error::RuleError;
 use crate::event::OwnedEvent;
-use crate::rule::{Document, parse_documents};
+use crate::rule::{Document, parse_documents_with};
+use crate::yaml::YamlLimits;
 
 /// Every `.yml`/`.yaml` file under the paths (files are taken as given), sorted.
 pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, (PathBuf, std::io::Error)> {
@@ -47,6 +48,8 @@ pub struct CheckReport {
     pub documents: usize,
     /// (file, error) in file order.
     pub errors: Vec<(PathBuf, String)>,
+    /// (file, warning): rules that load inactive (logsource not mapped).
+    pub warnings: Vec<(PathBuf, String)>,
 }
 
 impl CheckReport {
@@ -61,18 +64,29 @@ impl fmt::Display for CheckReport {
         for (p, e) in &self.errors {
             writeln!(f, "{}: {e}", p.display())?;
         }
+        for (p, w) in &self.warnings {
+            writeln!(f, "{}: warning: {w}", p.display())?;
+        }
         write!(
             f,
             "checked {} files, {} documents: {} errors",
             self.files,
             self.documents,
             self.errors.len()
-        )
+        )?;
+        if !self.warnings.is_empty() {
+            write!(f, ", {} warnings", self.warnings.len())?;
+        }
+        Ok(())
     }
 }
 
 /// Loads and parses files, keeping which file each document came from.
-fn load(paths: &[PathBuf], report: &mut CheckReport) -> (Vec<Document>, HashMap<String, PathBuf>) {
+fn load(
+    paths: &[PathBuf],
+    opts: &CheckOptions,
+    report: &mut CheckReport,
+) -> (Vec<Document>, HashMap<String, PathBuf>) {
     let mut docs = Vec::new();
     let mut origin = HashMap::new();
     let files = match rule_files(paths) {
@@ -85,13 +99,23 @@ fn load(paths: &[PathBuf], report: &mut CheckReport) -> (Vec<Document>, HashMap<
     for file in files {
         report.files += 1;
         let text = match std::fs::read(&file) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(b) => match String::from_utf8(b) {
+                Ok(t) => t,
+                Err(e) => {
+                    let at = e.utf8_error().valid_up_to();
+                    report.errors.push((
+                        file,
+                        format!("cannot read: not valid UTF-8 (byte offset {at})"),
+                    ));
+                    continue;
+                }
+            },
             Err(e) => {
                 report.errors.push((file, format!("cannot read: {e}")));
                 continue;
             }
         };
-        match parse_documents(&text) {
+        match parse_documents_with(&text, &opts.yaml) {
             Err(e) => report.errors.push((file, e.to_string())),
             Ok(results) => {
                 for r in results {
@@ -131,9 +155,36 @@ fn compile(
 /// `rules check PATH…`: validates every rule, correlation and filter under the paths
 /// against the default mapping.
 pub fn check_paths(paths: &[PathBuf]) -> CheckReport {
+    check_paths_with(paths, &CheckOptions::default())
+}
+
+/// Options of `rules check` and of loading rule texts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckOptions {
+    /// YAML budgets (`[limits] max_yaml_depth`).
+    pub yaml: YamlLimits,
+    /// `--strict`: a rule whose logsource has no mapping is an error, not a warning.
+    pub strict: bool,
+}
+
+/// [`check_paths`] with options.
+pub fn check_paths_with(paths: &[PathBuf], opts: &CheckOptions) -> CheckReport {
     let mut report = CheckReport::default();
-    let (docs, origin) = load(paths, &mut report);
-    compile(&docs, &origin, &EngineConfig::default(), &mut report);
+    let (docs, origin) = load(paths, opts, &mut report);
+    let cfg = EngineConfig {
+        strict: opts.strict,
+        ..EngineConfig::default()
+    };
+    if let Some(engine) = compile(&docs, &origin, &cfg, &mut report) {
+        for r in engine.inactive() {
+            let file = origin.get(&r.rule_id).cloned().unwrap_or_default();
+            report.warnings.push((
+                file,
+                format!("rule '{}': inactive: {}", r.rule_id, r.reason),
+            ));
+        }
+    }
+    report.warnings.sort_by(|a, b| a.0.cmp(&b.0));
     report.errors.sort_by(|a, b| a.0.cmp(&b.0));
     report
 }
@@ -273,16 +324,38 @@ pub fn test_events(
     ignore_logsource: bool,
 ) -> Result<Vec<DetectionLine>, TestError> {
     let mut report = CheckReport::default();
-    let (docs, _) = load(&[rules.to_path_buf()], &mut report);
+    let (docs, _) = load(
+        &[rules.to_path_buf()],
+        &CheckOptions::default(),
+        &mut report,
+    );
     if !report.errors.is_empty() {
         return Err(TestError::Rules(report));
     }
     test_events_str(&docs, events_jsonl, ignore_logsource)
 }
 
+/// Parses rule documents from text document by document: the valid documents, and one
+/// error per invalid document. `Err` only when the text as a whole is refused (YAML syntax,
+/// a budget such as `max_yaml_depth`).
+pub fn load_documents(
+    text: &str,
+    lim: &YamlLimits,
+) -> Result<(Vec<Document>, Vec<RuleError>), RuleError> {
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    for r in parse_documents_with(text, lim)? {
+        match r {
+            Ok(d) => docs.push(d),
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((docs, errors))
+}
+
 /// Parses rule documents from text (all or nothing), for callers that hold the text.
 pub fn documents_from_str(text: &str) -> Result<Vec<Document>, Vec<RuleError>> {
-    let results = parse_documents(text).map_err(|e| vec![e])?;
+    let results = parse_documents_with(text, &YamlLimits::default()).map_err(|e| vec![e])?;
     let (ok, err): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
     if err.is_empty() {
         Ok(ok.into_iter().filter_map(Result::ok).collect())

@@ -106,7 +106,18 @@ const STATUSES: &[&str] = &[
 /// Parses a YAML text of one or more documents. A YAML error fails the whole text;
 /// otherwise each document gives its own result.
 pub fn parse_documents(text: &str) -> Result<Vec<Result<Document, RuleError>>, RuleError> {
-    Ok(yaml::load(text)?.iter().map(parse_document).collect())
+    parse_documents_with(text, &yaml::YamlLimits::default())
+}
+
+/// [`parse_documents`] with explicit YAML budgets (`max_yaml_depth`).
+pub fn parse_documents_with(
+    text: &str,
+    lim: &yaml::YamlLimits,
+) -> Result<Vec<Result<Document, RuleError>>, RuleError> {
+    Ok(yaml::load_with(text, lim)?
+        .iter()
+        .map(parse_document)
+        .collect())
 }
 
 /// Parses one YAML document into a Sigma document.

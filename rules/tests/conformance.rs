@@ -19,6 +19,7 @@ fn check(name: &str, text: &str) {
     let parsed: Result<Vec<_>, _> = rules.iter().map(rule::parse_document).collect();
     let cfg = EngineConfig {
         ignore_logsource: !use_logsource,
+        strict: yaml::get(fx, "strict").is_some(),
         ..EngineConfig::default()
     };
     let built = parsed
@@ -38,6 +39,13 @@ fn check(name: &str, text: &str) {
         return;
     }
     let mut engine = built.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    if let Some(want) = yaml::get(fx, "inactive").and_then(yaml::scalar) {
+        let got: Vec<String> = engine.inactive().iter().map(|i| i.reason.clone()).collect();
+        assert!(
+            got.iter().any(|r| r.contains(&want)),
+            "{name}: want inactive '{want}', got {got:?}"
+        );
+    }
     for (key, expected) in [("match", true), ("no_match", false)] {
         let Some(yaml_rust2::Yaml::Array(events)) = yaml::get(fx, key) else {
             continue;

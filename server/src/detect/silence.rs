@@ -88,6 +88,7 @@ pub fn detection(host: &str, last: &str) -> Detection {
         ],
         events: Vec::new(),
         correlation: false,
+        window: None,
     }
 }
 

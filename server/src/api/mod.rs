@@ -267,7 +267,7 @@ async fn tail_handler(
     let sse = crate::search::tail::start(
         state.store.clone(),
         state.metrics.clone(),
-        state.tails.clone(),
+        &state.tails,
         params,
         budget,
         slot,

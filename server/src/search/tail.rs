@@ -59,14 +59,14 @@ pub struct TailBudget {
 /// the hub (before any replay, so nothing falls between), then feeds the SSE response
 /// from a task that ends when the client goes away. `slot` (a `max_tail_clients`
 /// permit) is held until the stream ends.
-pub fn start(
+pub fn start<S: Send + 'static>(
     store: Store,
     metrics: Arc<Metrics>,
-    hub: TailHub,
+    hub: &TailHub,
     params: TailParams,
     budget: TailBudget,
-    slot: impl Send + 'static,
-) -> Result<Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>>>, QueryError> {
+    slot: S,
+) -> Result<Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>> + use<S>>, QueryError> {
     let TailParams {
         query: text,
         heartbeat,

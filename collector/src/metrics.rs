@@ -34,6 +34,7 @@ pub struct Metrics {
     gaps: Gauge,
     bytes_lost: Gauge,
     postures: Gauge,
+    read_failures: Gauge,
     auth_failures: Counter,
     tls_errors: Counter,
     batch_rejections: Family<Vec<(String, String)>, Counter>,
@@ -65,6 +66,10 @@ impl Metrics {
         let gaps = gauge("gaps", "Gaps: log bytes lost before they were read");
         let bytes_lost = gauge("bytes_lost_estimate", "Estimated bytes lost in gaps");
         let postures = gauge("posture_events", "Posture events emitted");
+        let read_failures = gauge(
+            "read_failures",
+            "Failed attempts at starting a log file (each backed off; given up files are gaps)",
+        );
         let file_lag_bytes = Family::<FileLabels, Gauge>::default();
         registry.register(
             "file_lag_bytes",
@@ -104,6 +109,7 @@ impl Metrics {
             gaps,
             bytes_lost,
             postures,
+            read_failures,
         }
     }
 
@@ -135,6 +141,7 @@ impl Metrics {
         set(&self.gaps, stats.gaps);
         set(&self.bytes_lost, stats.bytes_lost);
         set(&self.postures, stats.postures);
+        set(&self.read_failures, stats.read_failures);
         total
     }
 

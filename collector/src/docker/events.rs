@@ -14,6 +14,8 @@ pub enum GapReason {
     Truncated,
     /// A file was deleted (rotated away) before it was read to its end.
     DeletedBeforeRead,
+    /// A file failed to read repeatedly (e.g. a `.gz` dockerd never finished) and was given up.
+    Unreadable,
 }
 
 impl GapReason {
@@ -22,6 +24,7 @@ impl GapReason {
         match self {
             Self::Truncated => "truncated",
             Self::DeletedBeforeRead => "deleted_before_read",
+            Self::Unreadable => "unreadable",
         }
     }
 }

@@ -7,13 +7,14 @@
 //! the uncompressed first line) is what finds it again.
 
 use std::fs::File;
-use std::io::{self, Read as _, Seek as _};
+use std::io;
 use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
-use flate2::read::MultiGzDecoder;
-
 use crate::checkpoint::FileKey;
+use gz::{GzFile, GzReady};
+
+pub mod gz;
 
 /// The fingerprint covers the first line, or this many bytes when the first line is longer.
 pub const FP_BYTES: usize = 256;
@@ -84,27 +85,15 @@ pub fn fingerprint(head: &[u8]) -> Option<u32> {
 /// An open log file, plain or gzipped, read at uncompressed offsets.
 pub struct LogReader {
     file: File,
-    gz: Option<Box<GzState>>,
-}
-
-struct GzState {
-    decoder: MultiGzDecoder<File>,
-    /// Uncompressed offset the decoder is at.
-    pos: u64,
+    gz: Option<Box<GzFile>>,
 }
 
 impl LogReader {
-    /// Opens `path`; `gz` selects decompression.
+    /// Opens `path`; `gz` selects decompression (nothing is decoded until the file is
+    /// checked whole, see [`gz`]).
     pub fn open(path: &Path, gz: bool) -> io::Result<Self> {
         let file = File::open(path)?;
-        let gz = if gz {
-            Some(Box::new(GzState {
-                decoder: MultiGzDecoder::new(file.try_clone()?),
-                pos: 0,
-            }))
-        } else {
-            None
-        };
+        let gz = gz.then(|| Box::new(GzFile::new(path)));
         Ok(Self { file, gz })
     }
 
@@ -119,18 +108,33 @@ impl LogReader {
         self.gz.is_some()
     }
 
-    /// The file's length: for a plain file its size; for a gzipped one `u64::MAX` (unknown
-    /// until decompressed, and it never shrinks).
-    #[allow(clippy::len_without_is_empty)]
-    pub fn len(&self) -> io::Result<u64> {
-        if self.gz.is_some() {
-            return Ok(u64::MAX);
-        }
+    /// The size on disk (compressed for a `.gz`).
+    pub fn disk_len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
 
-    /// Reads at the uncompressed `offset`. Gzipped files are read forward; a backward seek
-    /// decompresses again from the start.
+    /// One bounded step of checking a `.gz` whole (at most `budget` uncompressed bytes);
+    /// a plain file is always ready.
+    pub fn check(&mut self, budget: u64) -> GzReady {
+        match &mut self.gz {
+            Some(gz) => gz.check(&self.file, budget),
+            None => GzReady::Ready,
+        }
+    }
+
+    /// The file's length in uncompressed bytes: for a plain file its size; for a gzipped
+    /// one its verified length, `u64::MAX` before it is verified.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> io::Result<u64> {
+        match &self.gz {
+            Some(gz) => Ok(gz.len().unwrap_or(u64::MAX)),
+            None => Ok(self.file.metadata()?.len()),
+        }
+    }
+
+    /// Reads at the uncompressed `offset`. A gzipped file must be verified first (see
+    /// [`Self::check`]); it is read forward, and a backward seek decompresses again from the
+    /// start.
     pub fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let Some(gz) = &mut self.gz else {
             return loop {
@@ -140,32 +144,21 @@ impl LogReader {
                 }
             };
         };
-        if offset < gz.pos {
-            let mut file = self.file.try_clone()?;
-            file.rewind()?;
-            gz.decoder = MultiGzDecoder::new(file);
-            gz.pos = 0;
-        }
-        let mut skip = offset - gz.pos;
-        let mut scratch = [0u8; 8192];
-        while skip > 0 {
-            let want = scratch
-                .len()
-                .min(usize::try_from(skip).unwrap_or(usize::MAX));
-            let n = gz.decoder.read(&mut scratch[..want])?;
-            if n == 0 {
-                return Ok(0);
-            }
-            gz.pos += n as u64;
-            skip -= n as u64;
-        }
-        let n = gz.decoder.read(buf)?;
-        gz.pos += n as u64;
-        Ok(n)
+        gz.read_at(&self.file, buf, offset)
     }
 
     /// The fingerprint of this file's head, if it has one yet.
+    /// A `.gz` not yet verified is checked whole first (unbounded: for replay, not the
+    /// reading loop, which checks in steps); one that is not whole is an error.
     pub fn fingerprint(&mut self) -> io::Result<Option<u32>> {
+        if let Some(gz) = &mut self.gz {
+            return match gz.check(&self.file, u64::MAX) {
+                GzReady::Ready => Ok(gz.head().and_then(fingerprint)),
+                GzReady::Pending(why) => Err(io::Error::new(io::ErrorKind::WouldBlock, why)),
+                GzReady::Progress => Err(io::Error::other("gzip check did not finish")),
+                GzReady::Corrupt(why) => Err(io::Error::new(io::ErrorKind::InvalidData, why)),
+            };
+        }
         let mut head = [0u8; FP_BYTES];
         let mut filled = 0;
         while filled < FP_BYTES {
@@ -238,7 +231,8 @@ mod tests {
         let text: Vec<u8> = (0..2000)
             .flat_map(|i| format!("line {i}\n").into_bytes())
             .collect();
-        let plain = tmp.path().join("a-json.log.1");
+        // Not the `.gz`'s twin (a `.gz` is read only once its twin is gone).
+        let plain = tmp.path().join("a-json.log.2");
         std::fs::write(&plain, &text).unwrap();
         let gz_path = tmp.path().join("a-json.log.1.gz");
         let mut enc = flate2::write::GzEncoder::new(

@@ -115,6 +115,8 @@ pub struct SourceStats {
     pub bytes_lost: u64,
     /// Posture events emitted.
     pub postures: u64,
+    /// Failed attempts at starting a log file (each backed off; see [`chain::Notice`]).
+    pub read_failures: u64,
 }
 
 /// Tails every container log under one Docker directory.
@@ -214,13 +216,10 @@ impl DockerSource {
             container
                 .chain
                 .wake(&dir, &positions, self.options.limits, &mut notices);
-            gaps.extend(notices.into_iter().filter_map(|n| match n {
-                Notice::Truncated { path, lost } => Some((id.clone(), path, lost)),
-                Notice::Skipped { .. } => None,
-            }));
+            gaps.extend(notices.into_iter().map(|n| (id.clone(), n)));
         }
-        for (id, path, lost) in gaps {
-            self.gap(&id, &path, lost, GapReason::Truncated);
+        for (id, notice) in gaps {
+            self.notice(&id, notice, &mut Vec::new());
         }
     }
 
@@ -339,12 +338,20 @@ impl DockerSource {
             tracing::warn!(dir = %dir.display(), %error, "cannot scan container logs, will retry");
         }
         for notice in notices {
-            match notice {
-                Notice::Truncated { path, lost } => self.gap(id, &path, lost, GapReason::Truncated),
-                Notice::Skipped { key, path, offset } => {
-                    tracing::info!(path = %path.display(), offset, "read_from = end: starting at the end of the log");
-                    skipped.push((key, path, offset));
-                }
+            self.notice(id, notice, skipped);
+        }
+    }
+
+    fn notice(&mut self, id: &str, notice: Notice, skipped: &mut Vec<(FileKey, PathBuf, u64)>) {
+        match notice {
+            Notice::Truncated { path, lost } => self.gap(id, &path, lost, GapReason::Truncated),
+            Notice::ReadFailed { .. } => self.stats.read_failures += 1,
+            Notice::Unreadable { path, bytes, .. } => {
+                self.gap(id, &path, bytes, GapReason::Unreadable);
+            }
+            Notice::Skipped { key, path, offset } => {
+                tracing::info!(path = %path.display(), offset, "read_from = end: starting at the end of the log");
+                skipped.push((key, path, offset));
             }
         }
     }

@@ -335,6 +335,11 @@ impl Tailer {
         len.saturating_sub(self.consumed())
     }
 
+    /// The file's size on disk (compressed for a `.gz`).
+    pub fn disk_len(&self) -> Option<u64> {
+        self.file.disk_len().ok()
+    }
+
     /// The file's length when last looked at.
     pub fn len_seen(&self) -> u64 {
         self.len_seen

@@ -315,3 +315,5 @@ fn replay_finds_a_range_after_rotation_and_compression() {
     let error = fresh.replay(&range).unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::NotFound, "{error}");
 }
+
+pub(crate) mod rotation;

@@ -41,9 +41,28 @@ impl Cause {
                 Some(&**io_error)
             }
             TantivyError::LockFailure(LockError::IoError(e), _) => Some(&**e),
+            // tantivy flattens the I/O errors of its commit threads into text
+            // (`InternalError`, `ErrorInThread`); the OS error number that std's
+            // `io::Error` display ends with is all that is left of the kind there.
+            TantivyError::InternalError(text)
+            | TantivyError::ErrorInThread(text)
+            | TantivyError::SystemError(text) => return Cause::of_flattened_io(text),
             _ => None,
         };
         io.map_or(Cause::Other, Cause::of_io)
+    }
+
+    /// The cause of an I/O error that only survives as std's display text, which ends
+    /// `(os error N)`: the errno is read, not the words.
+    fn of_flattened_io(text: &str) -> Cause {
+        let errno = text
+            .rfind("(os error ")
+            .and_then(|i| text[i + "(os error ".len()..].split(')').next())
+            .and_then(|n| n.parse::<i32>().ok());
+        match errno {
+            Some(n) => Cause::of_io(&io::Error::from_raw_os_error(n)),
+            None => Cause::Other,
+        }
     }
 
     /// The cause of a manifest failure.
@@ -161,5 +180,8 @@ mod tests {
             Cause::of_tantivy(&TantivyError::InternalError("No space left".into())),
             Cause::Other
         );
+        // What tantivy's commit really returns on a full tmpfs.
+        let flattened = TantivyError::InternalError("No space left on device (os error 28)".into());
+        assert_eq!(Cause::of_tantivy(&flattened), Cause::StorageFull);
     }
 }
